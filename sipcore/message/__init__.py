@@ -1,0 +1,50 @@
+"""SIP messages (sans-IO): model, parser facade, framing, SDP.
+
+``parse`` is the Cython parser unless ``SIPCORE_NO_EXTENSIONS=1`` is set or
+the extension is not built; ``SIPCORE_REQUIRE_EXTENSIONS=1`` turns a missing
+extension into an ImportError instead of a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Union
+
+from sipcore.message import _pyparser
+from sipcore.message.limits import DEFAULT_LIMITS, ParserLimits
+from sipcore.message.model import (
+    HeaderField,
+    Headers,
+    Message,
+    Request,
+    Response,
+    canonical_name,
+    make_response,
+)
+from sipcore.message.uri import URI, parse_uri
+
+ParseFn = Callable[..., Union[Request, Response]]
+
+
+def _load_c() -> ParseFn | None:
+    if os.environ.get("SIPCORE_NO_EXTENSIONS") == "1":
+        return None
+    try:
+        from sipcore.message import _cparser
+    except ImportError:
+        if os.environ.get("SIPCORE_REQUIRE_EXTENSIONS") == "1":
+            raise
+        return None
+    return _cparser.parse  # type: ignore[no-any-return]
+
+
+_c_parse = _load_c()
+IMPLEMENTATION = "c" if _c_parse is not None else "py"
+parse: ParseFn = _c_parse if _c_parse is not None else _pyparser.parse
+py_parse: ParseFn = _pyparser.parse
+
+__all__ = [
+    "DEFAULT_LIMITS", "IMPLEMENTATION", "HeaderField", "Headers", "Message", "ParserLimits",
+    "Request", "Response", "URI", "canonical_name", "make_response", "parse", "parse_uri", "py_parse",
+]
