@@ -28,7 +28,7 @@ def make_runner(parse, corpus):  # type: ignore[no-untyped-def]
         for _ in range(n):
             for data in corpus:
                 m = parse(data)
-                m.branch, m.via_host, m.via_port, m.cseq, m.cseq_method, m.call_id, m.from_tag, m.to_tag
+                _ = (m.branch, m.via_host, m.via_port, m.cseq, m.cseq_method, m.call_id, m.from_tag, m.to_tag)
         return n * len(corpus)
 
     return run
@@ -52,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, parse in impls.items():
         best, median = best_rate(make_runner(parse, corpus), args.rounds, args.seconds)
         results[name] = best
-        emit({"bench": "parse", "impl": name, "msgs_per_s": round(best), "median_msgs_per_s": round(median),
-              "corpus_messages": len(corpus), "rounds": args.rounds})
+        emit(
+            {
+                "bench": "parse",
+                "impl": name,
+                "msgs_per_s": round(best),
+                "median_msgs_per_s": round(median),
+                "corpus_messages": len(corpus),
+                "rounds": args.rounds,
+            }
+        )
     if "c" in results:
         emit({"bench": "parse", "ratio_c_over_py": round(results["c"] / results["py"], 1)})
     return 0

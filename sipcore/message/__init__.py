@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Union
 
 from sipcore.message import _pyparser
 from sipcore.message.limits import DEFAULT_LIMITS, ParserLimits
@@ -24,14 +23,14 @@ from sipcore.message.model import (
 )
 from sipcore.message.uri import URI, parse_uri
 
-ParseFn = Callable[..., Union[Request, Response]]
+ParseFn = Callable[..., Request | Response]
 
 
 def _load_c() -> ParseFn | None:
     if os.environ.get("SIPCORE_NO_EXTENSIONS") == "1":
         return None
     try:
-        from sipcore.message import _cparser
+        from sipcore.message import _cparser  # type: ignore[attr-defined]
     except ImportError:
         if os.environ.get("SIPCORE_REQUIRE_EXTENSIONS") == "1":
             raise
@@ -45,6 +44,18 @@ parse: ParseFn = _c_parse if _c_parse is not None else _pyparser.parse
 py_parse: ParseFn = _pyparser.parse
 
 __all__ = [
-    "DEFAULT_LIMITS", "IMPLEMENTATION", "HeaderField", "Headers", "Message", "ParserLimits",
-    "Request", "Response", "URI", "canonical_name", "make_response", "parse", "parse_uri", "py_parse",
+    "DEFAULT_LIMITS",
+    "IMPLEMENTATION",
+    "HeaderField",
+    "Headers",
+    "Message",
+    "ParserLimits",
+    "Request",
+    "Response",
+    "URI",
+    "canonical_name",
+    "make_response",
+    "parse",
+    "parse_uri",
+    "py_parse",
 ]

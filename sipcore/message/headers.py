@@ -19,6 +19,7 @@ from sipcore.message.grammar import (
     WSP,
     Params,
     Scanner,
+    check_host,
     format_params,
     has_param,
     param,
@@ -26,7 +27,6 @@ from sipcore.message.grammar import (
     parse_port,
     parse_uint,
     quote,
-    check_host,
 )
 from sipcore.message.uri import URI, parse_uri
 

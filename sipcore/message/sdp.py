@@ -111,9 +111,7 @@ class Codec:
         return self.encoding.upper()
 
 
-def _static(
-    pt: int, encoding: str, rate: int, channels: int | None = None
-) -> tuple[int, Codec]:
+def _static(pt: int, encoding: str, rate: int, channels: int | None = None) -> tuple[int, Codec]:
     return pt, Codec(pt, encoding, rate, channels)
 
 
@@ -239,11 +237,7 @@ class MediaDescription:
         The first media-level direction attribute, else the session-level
         one, else ``"sendrecv"`` (RFC 3264 §5.1).
         """
-        return (
-            _first_direction(self.attributes)
-            or self.session_direction
-            or _DEFAULT_DIRECTION
-        )
+        return _first_direction(self.attributes) or self.session_direction or _DEFAULT_DIRECTION
 
     @property
     def is_rtp(self) -> bool:
@@ -424,10 +418,7 @@ def _parse_origin(value: str, lineno: int) -> Origin:
 def _parse_connection(value: str, lineno: int) -> Connection:
     parts = _fields(value)
     if len(parts) != 3:
-        raise SdpError(
-            f"line {lineno}: c= needs 3 fields (nettype addrtype address), "
-            f"got {len(parts)}"
-        )
+        raise SdpError(f"line {lineno}: c= needs 3 fields (nettype addrtype address), got {len(parts)}")
     nettype, addrtype, address = parts
     ttl: int | None = None
     num: int | None = None
@@ -436,9 +427,7 @@ def _parse_connection(value: str, lineno: int) -> Connection:
         address, *suffix = address.split("/")
         if kind == "IP4":
             if len(suffix) > 2:
-                raise SdpError(
-                    f"line {lineno}: c= IP4 address takes at most /<ttl>/<num>"
-                )
+                raise SdpError(f"line {lineno}: c= IP4 address takes at most /<ttl>/<num>")
             ttl = _int(suffix[0], "c= TTL", lineno, 0, 255)
             if len(suffix) == 2:
                 num = _int(suffix[1], "c= number of addresses", lineno, 1)
@@ -461,9 +450,7 @@ def _parse_bandwidth(value: str, lineno: int) -> Bandwidth:
 def _parse_timing(value: str, lineno: int) -> Timing:
     parts = _fields(value)
     if len(parts) != 2:
-        raise SdpError(
-            f"line {lineno}: t= needs 2 fields (start stop), got {len(parts)}"
-        )
+        raise SdpError(f"line {lineno}: t= needs 2 fields (start stop), got {len(parts)}")
     return Timing(_int(parts[0], "t= start", lineno), _int(parts[1], "t= stop", lineno))
 
 
@@ -490,16 +477,11 @@ def _parse_attribute(value: str, lineno: int) -> tuple[str, str | None]:
 def _parse_rtpmap(value: str, lineno: int) -> Codec:
     parts = _fields(value)
     if len(parts) != 2:
-        raise SdpError(
-            f"line {lineno}: rtpmap must be <pt> <encoding>/<clock rate>[/<channels>]"
-        )
+        raise SdpError(f"line {lineno}: rtpmap must be <pt> <encoding>/<clock rate>[/<channels>]")
     pt = _int(parts[0], "rtpmap payload type", lineno, 0, 127)
     spec = parts[1].split("/")
     if len(spec) not in (2, 3) or not spec[0]:
-        raise SdpError(
-            f"line {lineno}: rtpmap must be <pt> <encoding>/<clock rate>[/<channels>], "
-            f"got {value[:80]!r}"
-        )
+        raise SdpError(f"line {lineno}: rtpmap must be <pt> <encoding>/<clock rate>[/<channels>], got {value[:80]!r}")
     rate = _int(spec[1], "rtpmap clock rate", lineno, 1)
     channels = _int(spec[2], "rtpmap channels", lineno, 1) if len(spec) == 3 else None
     return Codec(pt, spec[0], rate, channels)
@@ -558,19 +540,14 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
         if not line:
             raise SdpError(f"line {lineno}: empty line inside the session description")
         if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
-            raise SdpError(
-                f"line {lineno}: expected <type>=<value> with a lowercase letter type, "
-                f"got {line[:40]!r}"
-            )
+            raise SdpError(f"line {lineno}: expected <type>=<value> with a lowercase letter type, got {line[:40]!r}")
         typ, value = line[0], line[2:]
         if typ not in _KNOWN_TYPES:
             continue  # RFC 8866 §5: unknown types are ignored
         if typ == "v":
             raise SdpError(f"line {lineno}: v= may only be the first line")
         if current is not None and typ in _SESSION_ONLY:
-            raise SdpError(
-                f"line {lineno}: session-level {typ}= after the first m= line"
-            )
+            raise SdpError(f"line {lineno}: session-level {typ}= after the first m= line")
 
         if typ == "m":
             if len(media) >= MAX_MEDIA:
@@ -595,9 +572,7 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
                 # (RFC 8866 §5.7); the first one is kept.
                 current.connection = conn
         elif typ == "b":
-            (current.bandwidths if current is not None else bandwidths).append(
-                _parse_bandwidth(value, lineno)
-            )
+            (current.bandwidths if current is not None else bandwidths).append(_parse_bandwidth(value, lineno))
         elif typ == "o":
             if origin is not None:
                 raise SdpError(f"line {lineno}: second o= line")

@@ -163,5 +163,3 @@ def parse_uri(text: str) -> URI:
         params = _parse_uri_params(params_s) if params_s else ()
         return URI(lscheme, number, None, "", None, params, (), rest)
     return URI(lscheme, None, None, "", None, (), (), rest)
-
-

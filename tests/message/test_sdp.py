@@ -48,9 +48,7 @@ BASE = ("v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0")
 def test_bench_invite_audio_video_offer() -> None:
     desc = parse_sdp(sdp_body("bench-corpus/03_invite_sdp.sip"))
     assert desc.version == 0
-    assert desc.origin == Origin(
-        "alice", "2890844526", "2890844526", "IN", "IP4", "198.51.100.23"
-    )
+    assert desc.origin == Origin("alice", "2890844526", "2890844526", "IN", "IP4", "198.51.100.23")
     assert desc.session_name == "-"
     assert desc.connection == Connection("IN", "IP4", "198.51.100.23")
     assert desc.times == (Timing(0, 0),)
@@ -191,9 +189,7 @@ def test_static_payload_types_without_rtpmap() -> None:
     audio, video = desc.media
     assert audio.rtpmap == {}
     assert audio.codecs == ("PCMU", "GSM", "G723", "PCMA", "G722", "G729", "CN")
-    assert desc.codec_set("audio") == frozenset(
-        {"PCMU", "GSM", "G723", "PCMA", "G722", "G729"}
-    )
+    assert desc.codec_set("audio") == frozenset({"PCMU", "GSM", "G723", "PCMA", "G722", "G729"})
     assert video.codecs == ("JPEG", "H261", "H263")
     assert STATIC_PAYLOAD_TYPES[9] == Codec(9, "G722", 8000, 1)
     assert STATIC_PAYLOAD_TYPES[0].clock_rate == 8000
@@ -262,9 +258,7 @@ def test_port_count_and_multicast_connection() -> None:
     m = desc.media[0]
     assert m.port == 49170 and m.port_count == 2
     assert m.connection == Connection("IN", "IP6", "FF15::101", None, 3)
-    assert parse_sdp(sdp("v=0", "c=IN IP4 224.2.1.1/127")).connection == Connection(
-        "IN", "IP4", "224.2.1.1", 127, None
-    )
+    assert parse_sdp(sdp("v=0", "c=IN IP4 224.2.1.1/127")).connection == Connection("IN", "IP4", "224.2.1.1", 127, None)
 
 
 def test_missing_optional_lines_are_tolerated() -> None:
@@ -275,13 +269,9 @@ def test_missing_optional_lines_are_tolerated() -> None:
 
 def test_bare_lf_and_trailing_empty_lines() -> None:
     crlf = parse_sdp(sdp(*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly"))
-    lf = parse_sdp(
-        "\n".join((*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly")) + "\n\n\n"
-    )
+    lf = parse_sdp("\n".join((*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly")) + "\n\n\n")
     no_eol = parse_sdp("\r\n".join((*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly")))
-    trailing = parse_sdp(
-        sdp(*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly") + "\r\n\r\n"
-    )
+    trailing = parse_sdp(sdp(*BASE, "m=audio 4000 RTP/AVP 0", "a=sendonly") + "\r\n\r\n")
     assert crlf == lf == no_eol == trailing
 
 
@@ -526,9 +516,7 @@ _MEDIA_SECTIONS = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(_MEDIA_SECTIONS, st.sampled_from(["\r\n", "\n"]))
-def test_fuzz_well_formed_is_accepted(
-    sections: list[tuple[str, int, list[int], str | None, bool]], eol: str
-) -> None:
+def test_fuzz_well_formed_is_accepted(sections: list[tuple[str, int, list[int], str | None, bool]], eol: str) -> None:
     lines = list(BASE)
     for kind, port, pts, direction, own_c in sections:
         lines.append(f"m={kind} {port} RTP/AVP {' '.join(map(str, pts))}")
@@ -539,12 +527,8 @@ def test_fuzz_well_formed_is_accepted(
             lines.append(f"a={direction}")
     desc = parse_sdp(eol.join(lines) + eol)
     assert len(desc.media) == len(sections)
-    assert desc.has_active_video == any(
-        k == "video" and p != 0 for k, p, *_ in sections
-    )
-    for m, (kind, port, pts, direction, own_c) in zip(
-        desc.media, sections, strict=True
-    ):
+    assert desc.has_active_video == any(k == "video" and p != 0 for k, p, *_ in sections)
+    for m, (kind, port, pts, direction, own_c) in zip(desc.media, sections, strict=True):
         assert (m.media, m.port, m.formats) == (kind, port, tuple(map(str, pts)))
         assert m.direction == (direction or "sendrecv")
         assert desc.connection_for(m) == (m.connection if own_c else desc.connection)

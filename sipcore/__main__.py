@@ -1,0 +1,3 @@
+from sipcore.cli import run
+
+run()
