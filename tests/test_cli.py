@@ -69,3 +69,23 @@ def test_every_subcommand_has_help_and_is_in_readme() -> None:
         assert sub.format_help().strip()
         assert (COMMANDS[name][0].__doc__ or "").strip(), name
         assert f"sipcore {name}" in readme, f"README does not mention `sipcore {name}`"
+
+
+def _rfc_files() -> list[tuple[Path, int]]:
+    import json
+
+    out = []
+    for d, files in ((TESTDATA / "rfc4475", "*.dat"), (TESTDATA / "rfc5118" / "wire", "*.dat")):
+        man = json.loads(((d if d.name != "wire" else d.parent) / "manifest.json").read_text())
+        for p in sorted(d.glob(files)):
+            verdict = man.get(p.name, {}).get("verdict")
+            if verdict in ("VALID", "INVALID"):
+                out.append((p, 0 if verdict == "VALID" else 1))
+    return out
+
+
+@pytest.mark.parametrize("path, code", _rfc_files(), ids=lambda x: getattr(x, "name", str(x)))
+def test_parse_every_rfc_file(path: Path, code: int) -> None:
+    got, out = run("parse", str(path))
+    assert got == code, out
+    assert out.startswith("parser: ")

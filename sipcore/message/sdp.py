@@ -496,7 +496,14 @@ def _add_attribute(
     name, attr_value = _parse_attribute(value, lineno)
     attributes.append((name, attr_value))
     if name == "rtpmap":
-        codec = _parse_rtpmap(attr_value or "", lineno)
+        # Lenient on purpose: RFC 4475's VALID messages carry "a=rtpmap:31 LPC"
+        # (no clock rate) and phones in the field send worse; a call must not
+        # fail metering over an attribute.  The line stays in `attributes`,
+        # the payload type falls back to the RFC 3551 static table.
+        try:
+            codec = _parse_rtpmap(attr_value or "", lineno)
+        except SdpError:
+            return
         if media is not None:
             if codec.payload_type in media.rtpmap:
                 pt = codec.payload_type

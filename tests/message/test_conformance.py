@@ -264,3 +264,18 @@ def test_ipv6_fields(parser: Any) -> None:
     assert (m.via_host, m.via_port) == ("[::ffff:192.0.2.10]", 19823)
     assert p5118(parser, "ipv6-bug-abnf-3-colons.dat").uri.host == "[2001:db8:::192.0.2.1]"
     assert p5118(parser, "ipv6-correct-abnf-2-colons.dat").uri.host == "[2001:db8::192.0.2.1]"
+
+
+def _valid_with_sdp() -> list[str]:
+    from sipcore.message import py_parse
+
+    names = sorted(k for k, v in M4475.items() if v["verdict"] == "VALID")
+    return [n for n in names if py_parse((R4475 / n).read_bytes()).content_type == "application/sdp"]
+
+
+@pytest.mark.parametrize("name", _valid_with_sdp())
+def test_sdp_bodies_of_valid_messages_parse(parser: Any, name: str) -> None:
+    from sipcore.message.sdp import parse_sdp
+
+    desc = parse_sdp(parser((R4475 / name).read_bytes()).body)
+    assert desc.media
