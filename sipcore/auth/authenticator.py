@@ -362,7 +362,7 @@ class DigestAuthenticator:
             req.method,
             uri,
         )
-        if not hmac.compare_digest(expected, response.lower()) or not known:
+        if not hmac.compare_digest(expected, response.lower()) :
             return self._fail(realm, source_ip, now_ms, proxy, ChallengeCause.BAD_CREDENTIALS)
 
         # The client knows the password; from here on nothing is a failure.

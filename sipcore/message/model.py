@@ -642,12 +642,17 @@ def make_response(
     to_tag: str | None = None,
     extra: list[tuple[str, str]] | None = None,
     body: bytes = b"",
+    top_via: str | None = None,
 ) -> Response:
     """Build a response to `req` (RFC 3261 §8.2.6.2): Via (all, in order),
     From, To (with `to_tag` added when the request's To has none and the
-    status is above 100), Call-ID and CSeq copied; Content-Length set."""
+    status is above 100), Call-ID and CSeq copied; Content-Length set.
+    `top_via` replaces the first Via value (the server adds received/rport
+    there, RFC 3261 §18.2.1 and RFC 3581 §4)."""
     hs = req.headers
     headers: list[tuple[str, str]] = [("Via", v) for v in hs.get_all("Via")]
+    if top_via is not None and headers:
+        headers[0] = ("Via", top_via)
     headers.append(("From", hs.get("From") or ""))
     to = hs.get("To") or ""
     if to_tag and status > 100 and req.to_tag is None:

@@ -1,0 +1,280 @@
+"""The server's transaction user (sans-IO): what happens to each request.
+
+Bytes and a :class:`~sipcore.flow.Flow` come in with the time; responses go
+out through the transaction layer and persistence work comes out as events
+for the edge (``BindingsChanged``, ``UsageRecorded``).  The edge runs one
+pump: ``receive()`` or ``handle_timer()``, then ``messages_to_send()``,
+``next_event()`` until None, and re-arms one timer at ``next_timer()``.
+
+Two clocks: ``now`` (float seconds, monotonic) drives SIP timers; ``now_ms``
+(int, wall-clock UTC) stamps bindings, nonces and usage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipcore.auth import Authenticated, Blocked, Challenge, DigestAuthenticator
+from sipcore.config import Config
+from sipcore.errors import RemoteProtocolError
+from sipcore.flow import Flow
+from sipcore.message import Request, Response, make_response
+from sipcore.message.grammar import split_commas
+from sipcore.message.limits import ParserLimits
+from sipcore.metering import GaugeRecord, MauRecord, RegistrationMeter
+from sipcore.proxy.directory import Directory
+from sipcore.proxy.stateless import error_response
+from sipcore.registrar import Binding, LocationService, Registrar
+from sipcore.transaction import (
+    Outgoing,
+    Overloaded,
+    RequestReceived,
+    ServerTransaction,
+    TimerConfig,
+    TransactionLayer,
+)
+
+log = logging.getLogger("sipcore.core")
+access = logging.getLogger("sipcore.access")
+
+ALLOW = "REGISTER, OPTIONS, ACK, CANCEL"
+SUPPORTED = "path, outbound"
+
+
+@dataclass(frozen=True, slots=True)
+class BindingsChanged:
+    upserts: tuple[Binding, ...]
+    removed: tuple[Binding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecorded:
+    mau: tuple[MauRecord, ...] = ()
+    gauges: tuple[GaugeRecord, ...] = ()
+
+
+CoreEvent = BindingsChanged | UsageRecorded
+
+
+class Core:
+    def __init__(
+        self,
+        config: Config,
+        directory: Directory,
+        *,
+        secret: bytes,
+        new_id: Callable[[], str],
+        random: Callable[[], float],
+        nonce_salt: Callable[[], bytes],
+        parse: Callable[..., Request | Response],
+    ) -> None:
+        from sipcore.auth import AuthConfig
+
+        self.config = config
+        self.directory = directory
+        self._new_id = new_id
+        self._parse = parse
+        self._limits = ParserLimits(
+            config.parser.max_message_bytes, config.parser.max_headers, config.parser.max_line_bytes
+        )
+        t = config.timers
+        self.layer = TransactionLayer(TimerConfig(t.t1_ms, t.t2_ms, t.t4_ms), new_branch=lambda: "z9hG4bK" + new_id())
+        a = config.auth
+        self.auth = DigestAuthenticator(
+            AuthConfig(
+                nonce_ttl_s=a.nonce_ttl_s,
+                max_failures=a.max_failures,
+                failure_window_s=a.failure_window_s,
+                block_s=a.block_s,
+                algorithms=a.algorithms,
+            ),
+            secret,
+            directory,
+            new_nonce_salt=nonce_salt,
+        )
+        self.location = LocationService(config.registrar.max_bindings)
+        self.registrar = Registrar(config.registrar, self.location, random)
+        self.meter = RegistrationMeter(directory.timezone_of)
+        self._events: list[CoreEvent] = []
+        self._out: list[Outgoing] = []
+        self._clock = (0.0, 0)
+
+    # --- input ----------------------------------------------------------------
+    def receive(self, data: bytes, flow: Flow, now: float, now_ms: int) -> None:
+        self._clock = (now, now_ms)
+        try:
+            msg = self._parse(data, self._limits)
+        except RemoteProtocolError as e:
+            self._reject_unparsable(data, flow, e)
+            return
+        if type(msg) is Request:
+            self.layer.receive_request(msg, flow, now)
+        else:
+            self.layer.receive_response(msg, flow, now)  # type: ignore[arg-type]
+        self._drain_layer(now, now_ms)
+
+    def handle_timer(self, now: float, now_ms: int) -> None:
+        self._clock = (now, now_ms)
+        self.layer.handle_timer(now)
+        self._drain_layer(now, now_ms)
+        gone = self.location.expire(now_ms)
+        if gone:
+            self._bindings_changed((), tuple(gone), now_ms)
+
+    def next_timer(self) -> float | None:
+        """Earliest deadline on the monotonic clock."""
+        deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
+        expiry = self.location.next_expiry()
+        if expiry is not None:
+            now, now_ms = self._clock
+            deadlines.append(now + max(0, expiry - now_ms) / 1000)
+        return min(deadlines) if deadlines else None
+
+    def restore_bindings(self, bindings: list[Binding]) -> None:
+        """Reload the location table after a restart (no events: already stored)."""
+        for b in bindings:
+            self.location.put(b)
+
+    # --- output ---------------------------------------------------------------
+    def messages_to_send(self) -> list[Outgoing]:
+        out = self.layer.messages_to_send()
+        if self._out:
+            out = self._out + out
+            self._out = []
+        return out
+
+    def next_event(self) -> CoreEvent | None:
+        return self._events.pop(0) if self._events else None
+
+    # --- dispatch -----------------------------------------------------------------
+    def _drain_layer(self, now: float, now_ms: int) -> None:
+        layer = self.layer
+        while (ev := layer.next_event()) is not None:
+            if type(ev) is RequestReceived:
+                self._on_request(ev.tx, ev.request, ev.flow, now, now_ms)
+            elif type(ev) is Overloaded:
+                self._stateless(ev.request, ev.flow, 503, "Service Unavailable", [("Retry-After", "5")])
+
+    def _reject_unparsable(self, data: bytes, flow: Flow, e: RemoteProtocolError) -> None:
+        out = error_response(data, e, self._new_id())
+        log.info("%s unparsable message (%s: %s)%s", flow, type(e).__name__, e, "" if out else ", dropped")
+        if out is not None:
+            self._out.append(Outgoing(out, flow))
+
+    def _stateless(
+        self, req: Request, flow: Flow, status: int, reason: str, extra: list[tuple[str, str]] | None = None
+    ) -> None:
+        if req.method != "ACK":
+            resp = make_response(
+                req, status, reason, to_tag=self._new_id(), extra=extra, top_via=self._top_via(req, flow)
+            )
+            self.layer.send_stateless(resp, flow)
+
+    def _respond(self, tx: ServerTransaction, resp: Response, now: float) -> None:
+        access.info("%s %s %s -> %d %s", tx.flow, tx.request.method, tx.request.ruri, resp.status, resp.reason)
+        self.layer.respond(tx, resp, now)
+
+    def _top_via(self, req: Request, flow: Flow) -> str | None:
+        """The request's top Via with received/rport filled in (RFC 3261 §18.2.1, RFC 3581 §4)."""
+        first = req.headers.get("Via")
+        if first is None:
+            return None
+        rest = ""
+        if "," in first:
+            elems = split_commas(first)
+            first, rest = elems[0], ", " + ", ".join(elems[1:])
+        params = []
+        if req.via_host != flow.host:
+            params.append(f";received={flow.host}")
+        if ";rport" in first.lower():
+            # replace a bare rport with one carrying the source port
+            low = first.lower()
+            i = low.find(";rport")
+            j = i + len(";rport")
+            if j == len(first) or first[j] in ";, ":
+                first = first[:i] + first[j:]
+                params.append(f";rport={flow.port}")
+        return first + "".join(params) + rest
+
+    def _response(
+        self,
+        req: Request,
+        flow: Flow,
+        status: int,
+        reason: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        return make_response(req, status, reason, to_tag=self._new_id(), extra=extra, top_via=self._top_via(req, flow))
+
+    def _on_request(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+        method = req.method
+        try:
+            if method == "REGISTER":
+                self._on_register(tx, req, flow, now, now_ms)
+            elif method == "OPTIONS":
+                self._respond(
+                    tx,
+                    self._response(
+                        req,
+                        flow,
+                        200,
+                        extra=[("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)],
+                    ),
+                    now,
+                )
+            elif method == "ACK":
+                pass  # an ACK of ours that matched nothing: absorbed (no dialog to pass it to yet)
+            else:
+                self._respond(tx, self._response(req, flow, 501, extra=[("Allow", ALLOW)]), now)
+        except RemoteProtocolError as e:
+            # A header the handler needed was malformed (parsed lazily).
+            status = e.status or 400
+            self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now)
+
+    def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+        uri = req.uri
+        tenant = self.directory.tenant_by_domain(uri.host) if uri.is_sip else None
+        to_uri = req.to.uri
+        if tenant is None and to_uri.is_sip:
+            tenant = self.directory.tenant_by_domain(to_uri.host)
+        if tenant is None or not to_uri.is_sip or to_uri.host_lower != tenant.domain.lower():
+            self._respond(tx, self._response(req, flow, 403, "Unknown Domain"), now)
+            return
+        result = self.auth.check(req, tenant.domain, flow.host, now_ms)
+        if type(result) is not Authenticated:
+            if type(result) is Challenge:
+                if result.failed:
+                    log.info("%s authentication failed for %s", flow, to_uri.aor())
+                self._respond(tx, self._response(req, flow, result.status, extra=list(result.headers)), now)
+            elif type(result) is Blocked:
+                self._respond(tx, self._response(req, flow, result.status, result.reason), now)
+            return
+        device = self.directory.device(tenant.domain, result.username)
+        if device is None:  # disabled between check and now; answer as for bad credentials
+            self._respond(tx, self._response(req, flow, 403), now)
+            return
+        if (to_uri.user_unescaped or "") != result.username:
+            self._respond(tx, self._response(req, flow, 403, "Not Allowed To Register This AOR"), now)
+            return
+        mau = self.meter.authenticated(tenant.id, device.device_id, now_ms)
+        if mau is not None:
+            self._events.append(UsageRecorded(mau=(mau,)))
+        aor = f"sip:{result.username}@{tenant.domain.lower()}"
+        outcome = self.registrar.register(
+            req, aor, flow, tenant.id, device.device_id, now_ms, self._new_id(), self._top_via(req, flow)
+        )
+        self._respond(tx, outcome.response, now)
+        if outcome.upserts or outcome.removed:
+            self._bindings_changed(tuple(outcome.upserts), tuple(outcome.removed), now_ms)
+
+    def _bindings_changed(self, upserts: tuple[Binding, ...], removed: tuple[Binding, ...], now_ms: int) -> None:
+        self._events.append(BindingsChanged(upserts, removed))
+        gauges = []
+        for tenant_id in {b.tenant_id for b in upserts + removed}:
+            g = self.meter.bindings(tenant_id, self.location.count_for_tenant(tenant_id), now_ms)
+            if g is not None:
+                gauges.append(g)
+        if gauges:
+            self._events.append(UsageRecorded(gauges=tuple(gauges)))

@@ -1,0 +1,284 @@
+"""Composition root (EDGE): Config -> running server.
+
+One pump (ARCHITECTURE.md): a datagram or framed message goes to
+``Core.receive``; then outgoing bytes are flushed to the transports, core
+events go to the store's batch writer, and one ``loop.call_at`` is re-armed
+for the core's next deadline.  Nothing on this path awaits the disk: the
+writer commits in the background every ``store.flush_interval_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sipcore import __version__
+from sipcore.config import Config
+from sipcore.flow import Flow
+from sipcore.message import parse
+from sipcore.message.headers import parse_name_addr
+from sipcore.message.limits import ParserLimits
+from sipcore.proxy.core import BindingsChanged, Core, UsageRecorded
+from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
+from sipcore.registrar import Binding, contact_key
+from sipcore.store import BatchWriter, BindingRow, NotFound, Store
+from sipcore.transport.addresses import local_address_for
+from sipcore.transport.listeners import Transports
+
+log = logging.getLogger("sipcore.server")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id_factory() -> Callable[[], str]:
+    """Tags and branch suffixes: unguessable per process, unique within it."""
+    prefix = secrets.token_hex(4)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):x}"
+
+
+def binding_to_row(b: Binding) -> BindingRow:
+    return BindingRow(
+        aor=b.aor,
+        contact=b.contact,
+        tenant_id=b.tenant_id,
+        device_id=b.device_id,
+        expires_ms=b.expires_ms,
+        q_milli=b.q_milli,
+        call_id=b.call_id,
+        cseq=b.cseq,
+        flow_transport=b.flow.transport,
+        flow_host=b.flow.host,
+        flow_port=b.flow.port,
+        flow_conn=b.flow.conn_id,
+        instance=b.instance,
+        reg_id=b.reg_id,
+        path=b.path or None,
+        user_agent=b.user_agent,
+        updated_ms=b.updated_ms,
+    )
+
+
+def row_to_binding(r: BindingRow) -> Binding:
+    na = parse_name_addr(r.contact, "Contact")
+    return Binding(
+        aor=r.aor,
+        key=contact_key(na.uri, r.instance, r.reg_id),
+        contact=r.contact,
+        uri=str(na.uri),
+        expires_ms=r.expires_ms,
+        q_milli=r.q_milli,
+        call_id=r.call_id,
+        cseq=r.cseq,
+        flow=Flow(r.flow_transport, r.flow_host, r.flow_port, r.flow_conn),
+        tenant_id=r.tenant_id,
+        device_id=r.device_id,
+        updated_ms=r.updated_ms,
+        instance=r.instance,
+        reg_id=r.reg_id,
+        path=tuple(r.path or ()),
+        user_agent=r.user_agent,
+    )
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.directory = Directory()
+        self.store: Store | None = None
+        self.writer: BatchWriter | None = None
+        self.loop = asyncio.get_running_loop()
+        self.core = Core(
+            config,
+            self.directory,
+            secret=secrets.token_bytes(32),
+            new_id=new_id_factory(),
+            random=random.random,
+            nonce_salt=lambda: os.urandom(8),
+            parse=parse,
+        )
+        p = config.parser
+        self.transports = Transports(
+            self.on_message,
+            ParserLimits(p.max_message_bytes, p.max_headers, p.max_line_bytes),
+            on_closed=self.on_closed,
+            max_tcp_connections=config.server.max_tcp_connections,
+            tcp_idle_timeout_s=config.server.tcp_idle_timeout_s,
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        self.store = await Store.open(cfg.store.path)
+        if cfg.demo.enabled:
+            await self._ensure_demo()
+        await self._reload_directory()
+        rows = await self.store.load_bindings(wall_ms())
+        self.core.restore_bindings([row_to_binding(r) for r in rows])
+        self.writer = BatchWriter(self.store, cfg.store.flush_interval_ms)
+        self._tasks.append(asyncio.create_task(self.writer.run()))
+        self._tasks.append(asyncio.create_task(self._poll_provisioning()))
+        await self.transports.start(cfg.server.listeners)
+        for lst, (host, port) in self.transports.bound:
+            shown = cfg.server.advertise or local_address_for(host)
+            log.info("listening on %s:%s:%s (advertised as %s)", lst.transport, host, port, shown)
+        log.info(
+            "sipcore %s ready: %d tenants, %d devices, %d bindings restored (db %s)",
+            __version__,
+            self.directory.tenant_count,
+            len(self.directory),
+            len(rows),
+            cfg.store.path,
+        )
+        self._pump(self.loop.time())
+
+    async def stop(self) -> None:
+        await self.transports.stop()
+        for t in self._tasks[1:]:
+            t.cancel()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.store is not None:
+            await self.store.close()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    async def _ensure_demo(self) -> None:
+        assert self.store is not None
+        demo = self.config.demo
+        try:
+            await self.store.get_tenant(demo.domain)
+        except NotFound:
+            await self.store.add_tenant(demo.domain)
+        devices = await self.store.list_devices(demo.domain)
+        if any(d.username == demo.user for d in devices):
+            shown = demo.password or "(printed when it was created; `sipcore device remove` it to get a new one)"
+            log.info("demo device %s@%s, password %s", demo.user, demo.domain, shown)
+            return
+        password = demo.password or secrets.token_urlsafe(9)
+        await self.store.add_device(demo.user, demo.domain, password)
+        log.warning(
+            "demo device created: user %s, domain %s, password %s (only its digest hash is stored; "
+            "this is the only time it is shown)",
+            demo.user,
+            demo.domain,
+            password,
+        )
+
+    async def _reload_directory(self) -> None:
+        assert self.store is not None
+        serial = await self.store.provisioning_serial()
+        tenants = [TenantInfo(t.id, t.domain, t.timezone, t.plan) for t in await self.store.list_tenants()]
+        devices = [
+            DeviceCredentials(c.device_id, c.tenant_id, c.realm, c.username, c.ha1_md5, c.ha1_sha256, c.enabled)
+            for c in await self.store.load_credentials()
+        ]
+        self.directory.replace(tenants, devices, serial)
+
+    async def _poll_provisioning(self) -> None:
+        """Provisioning while running takes effect within a second, no restart."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if await self.store.provisioning_serial() != self.directory.serial:
+                    await self._reload_directory()
+                    log.info("provisioning changed: %d devices loaded", len(self.directory))
+            except Exception:
+                log.exception("reloading provisioning failed; will retry")
+
+    # --- the pump -----------------------------------------------------------------------
+    def on_message(self, data: bytes, flow: Flow) -> None:
+        if self._debug:
+            log.debug("recv %s %dB %r", flow, len(data), data.split(b"\r\n", 1)[0][:120])
+        now = self.loop.time()
+        self.core.receive(data, flow, now, wall_ms())
+        self._pump(now)
+
+    def on_closed(self, flow: Flow) -> None:
+        self.core.layer.transport_error(flow, self.loop.time())
+        self._pump(self.loop.time())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        now = self.loop.time()
+        self.core.handle_timer(now, wall_ms())
+        self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        core = self.core
+        send = self.transports.send
+        for out in core.messages_to_send():
+            if self._debug:
+                log.debug("send %s %dB %r", out.flow, len(out.data), out.data.split(b"\r\n", 1)[0][:120])
+            if not send(out.data, out.flow):
+                log.info("cannot send to %s: no such socket or connection", out.flow)
+        writer = self.writer
+        while (ev := core.next_event()) is not None:
+            if writer is None:
+                continue
+            if type(ev) is BindingsChanged:
+                writer.submit_bindings(
+                    [binding_to_row(b) for b in ev.upserts], [(b.aor, b.contact) for b in ev.removed]
+                )
+            elif type(ev) is UsageRecorded:
+                if ev.mau:
+                    writer.submit_mau([(r.tenant_id, r.month, r.device_id, r.first_ms) for r in ev.mau])
+                if ev.gauges:
+                    writer.submit_gauges([(g.tenant_id, g.month, g.metric, g.value, g.at_ms) for g in ev.gauges])
+        nt = core.next_timer()
+        if nt is not None and nt < self._timer_at - 0.0005:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = nt
+            self._timer = self.loop.call_at(nt, self._on_timer)
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    server = Server(config)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()
+
+
+def run_server(config: Config) -> int:
+    logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Path(config.store.path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a declared dependency
+        log.warning("uvloop not installed; running on the default asyncio loop")
+    try:
+        asyncio.run(serve(config))
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Transports (EDGE): asyncio UDP and TCP listeners; bytes in, bytes out."""

@@ -1,0 +1,158 @@
+"""UDP and TCP listeners (EDGE): bytes and flows to a handler, bytes back out.
+
+Datagrams and framed stream messages go to ``handler(data, flow)``; replies
+are sent with :meth:`Transports.send` by flow.  UDP replies leave from the
+socket the request came in on (``flow.conn_id`` names it); TCP replies ride
+the connection the request came on while it is open.  RFC 5626 CRLF
+keepalives on TCP are answered with a single CRLF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+from sipcore.config import Listener
+from sipcore.flow import Flow
+from sipcore.message.framing import FramingError, KeepAlivePing, MessageFramed, StreamFramer
+from sipcore.message.limits import ParserLimits
+
+log = logging.getLogger("sipcore.transport")
+
+Handler = Callable[[bytes, Flow], None]
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, transports: Transports, listener_id: int) -> None:
+        self._t = transports
+        self._id = listener_id
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self._t.handler(data, Flow("udp", addr[0], addr[1], self._id))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp listener %d: %s", self._id, exc)
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, transports: Transports, limits: ParserLimits) -> None:
+        self._t = transports
+        self._framer = StreamFramer(limits)
+        self.transport: asyncio.Transport | None = None
+        self.flow: Flow | None = None
+        self.last_active = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("peername")[:2]
+        if len(self._t.connections) >= self._t.max_tcp_connections:
+            log.warning("tcp connection from %s:%s refused: %d connections open", host, port, len(self._t.connections))
+            transport.close()
+            return
+        self.flow = Flow("tcp", host, port, next(self._t.conn_ids))
+        self._t.connections[self.flow.conn_id] = self
+
+    def data_received(self, data: bytes) -> None:
+        if self.flow is None or self.transport is None:
+            return
+        self.last_active = time.monotonic()
+        self._framer.receive_data(data)
+        while (ev := self._framer.next_event()) is not None:
+            if type(ev) is MessageFramed:
+                self._t.handler(ev.data, self.flow)
+            elif type(ev) is KeepAlivePing:
+                self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+            elif type(ev) is FramingError:
+                log.info("%s closed: %s", self.flow, ev.error)
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.flow is not None:
+            self._t.connections.pop(self.flow.conn_id, None)
+            self._t.on_closed(self.flow)
+
+
+class Transports:
+    """The listening sockets and open connections of one server."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ParserLimits,
+        *,
+        on_closed: Callable[[Flow], None] = lambda flow: None,
+        max_tcp_connections: int = 10000,
+        tcp_idle_timeout_s: int = 600,
+    ) -> None:
+        self.handler = handler
+        self.on_closed = on_closed
+        self.limits = limits
+        self.max_tcp_connections = max_tcp_connections
+        self.tcp_idle_timeout_s = tcp_idle_timeout_s
+        self.udp: dict[int, _Udp] = {}
+        self.servers: list[asyncio.base_events.Server] = []
+        self.connections: dict[int, _Tcp] = {}
+        self.conn_ids = itertools.count(1_000_000)  # above listener ids, so a flow names one thing
+        self.bound: list[tuple[Listener, tuple[str, int]]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, listeners: tuple[Listener, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        for i, lst in enumerate(listeners, start=1):
+            if lst.transport == "udp":
+                transport, proto = await loop.create_datagram_endpoint(
+                    functools.partial(_Udp, self, i), local_addr=(lst.host, lst.port)
+                )
+                self.udp[i] = proto
+                self.bound.append((lst, transport.get_extra_info("sockname")[:2]))
+            else:
+                server = await loop.create_server(
+                    lambda: _Tcp(self, self.limits), lst.host, lst.port, reuse_address=True
+                )
+                self.servers.append(server)
+                self.bound.append((lst, server.sockets[0].getsockname()[:2]))
+        self._sweeper = asyncio.create_task(self._sweep_idle())
+
+    def send(self, data: bytes, flow: Flow) -> bool:
+        if flow.transport == "udp":
+            proto = self.udp.get(flow.conn_id) or next(iter(self.udp.values()), None)
+            if proto is None or proto.transport is None:
+                return False
+            proto.transport.sendto(data, (flow.host, flow.port))
+            return True
+        conn = self.connections.get(flow.conn_id)
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return False
+        conn.transport.write(data)
+        return True
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(10, max(1, self.tcp_idle_timeout_s / 4)))
+            cutoff = time.monotonic() - self.tcp_idle_timeout_s
+            for conn in list(self.connections.values()):
+                if conn.last_active < cutoff and conn.transport is not None:
+                    log.info("%s idle for %ds: closed", conn.flow, self.tcp_idle_timeout_s)
+                    conn.transport.close()
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for proto in self.udp.values():
+            if proto.transport is not None:
+                proto.transport.close()
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.servers:
+            await server.wait_closed()

@@ -1,0 +1,237 @@
+"""The core as a phone sees it, on an in-memory network (no sockets, fake clocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from typing import Any
+
+import pytest
+
+from sipcore.auth import compute_ha1
+from sipcore.config import Config
+from sipcore.flow import Flow
+from sipcore.message import Response, parse
+from sipcore.proxy.core import BindingsChanged, Core, UsageRecorded
+from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
+
+DOMAIN = "example.com"
+PHONE = Flow("udp", "203.0.113.7", 40000, 1)
+T0_MS = 1_780_000_000_000
+
+
+def make_core(config: Config | None = None) -> Core:
+    d = Directory()
+    d.replace(
+        [TenantInfo(1, DOMAIN, "UTC")],
+        [
+            DeviceCredentials(
+                10,
+                1,
+                DOMAIN,
+                "alice",
+                compute_ha1("alice", DOMAIN, "s3cret", "MD5"),
+                compute_ha1("alice", DOMAIN, "s3cret", "SHA-256"),
+            ),
+            DeviceCredentials(
+                11,
+                1,
+                DOMAIN,
+                "bob",
+                compute_ha1("bob", DOMAIN, "pw", "MD5"),
+                compute_ha1("bob", DOMAIN, "pw", "SHA-256"),
+            ),
+        ],
+        serial=1,
+    )
+    counter = itertools.count(1)
+    salt = itertools.count(1)
+    return Core(
+        config or Config(),
+        d,
+        secret=b"k" * 32,
+        new_id=lambda: f"id{next(counter)}",
+        random=lambda: 0.0,
+        nonce_salt=lambda: next(salt).to_bytes(8, "big"),
+        parse=parse,
+    )
+
+
+class Phone:
+    """Just enough UAC to register with digest (qop=auth)."""
+
+    def __init__(self, core: Core, user: str = "alice", password: str = "s3cret", flow: Flow = PHONE) -> None:
+        self.core, self.user, self.password, self.flow = core, user, password, flow
+        self.cseq = 0
+        self.now = 100.0
+        self.now_ms = T0_MS
+
+    def send(self, text: str) -> list[Any]:
+        self.core.receive(text.encode(), self.flow, self.now, self.now_ms)
+        return [parse(o.data) for o in self.core.messages_to_send()]
+
+    def register(
+        self,
+        expires: int = 600,
+        auth: str | None = None,
+        contact: str | None = None,
+        branch: str | None = None,
+        via_host: str = "10.0.0.7",
+    ) -> Response:
+        self.cseq += 1
+        contact = contact or f"<sip:{self.user}@{via_host}:5060>"
+        lines = [
+            f"REGISTER sip:{DOMAIN} SIP/2.0",
+            f"Via: SIP/2.0/UDP {via_host}:5060;rport;branch={branch or f'z9hG4bK{self.user}{self.cseq}'}",
+            f"From: <sip:{self.user}@{DOMAIN}>;tag=ft",
+            f"To: <sip:{self.user}@{DOMAIN}>",
+            f"Call-ID: reg-{self.user}",
+            f"CSeq: {self.cseq} REGISTER",
+            "Max-Forwards: 70",
+            f"Contact: {contact}",
+            f"Expires: {expires}",
+        ]
+        if auth:
+            lines.append(f"Authorization: {auth}")
+        (resp,) = self.send("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n")
+        return resp
+
+    def answer(self, challenge: Response, algorithm: str = "MD5", nc: int = 1) -> str:
+        ch = next(c for c in challenge.www_authenticate if c.algorithm == algorithm)
+        h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
+        ha1 = h(f"{self.user}:{ch.realm}:{self.password}".encode()).hexdigest()
+        uri = f"sip:{DOMAIN}"
+        ha2 = h(f"REGISTER:{uri}".encode()).hexdigest()
+        ncs = f"{nc:08x}"
+        resp = h(f"{ha1}:{ch.nonce}:{ncs}:abc:auth:{ha2}".encode()).hexdigest()
+        return (
+            f'Digest username="{self.user}", realm="{ch.realm}", nonce="{ch.nonce}", uri="{uri}", '
+            f'response="{resp}", algorithm={algorithm}, qop=auth, nc={ncs}, cnonce="abc"'
+        )
+
+
+def events(core: Core) -> list[Any]:
+    out = []
+    while (ev := core.next_event()) is not None:
+        out.append(ev)
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_register_challenge_then_200(algorithm: str) -> None:
+    core = make_core()
+    phone = Phone(core)
+    ch = phone.register()
+    assert ch.status == 401 and {c.algorithm for c in ch.www_authenticate} == {"SHA-256", "MD5"}
+    assert ch.vias[0].received == "203.0.113.7" and ch.vias[0].rport == 40000  # RFC 3581
+    ok = phone.register(auth=phone.answer(ch, algorithm))
+    assert ok.status == 200 and [c.expires for c in ok.contacts] == [600]
+    evs = events(core)
+    assert any(isinstance(e, UsageRecorded) and e.mau and e.mau[0].device_id == 10 for e in evs)
+    (bc,) = [e for e in evs if isinstance(e, BindingsChanged)]
+    assert bc.upserts[0].flow == PHONE and bc.upserts[0].aor == "sip:alice@example.com"
+    gauges = [g for e in evs if isinstance(e, UsageRecorded) for g in e.gauges]
+    assert [(g.metric, g.value) for g in gauges] == [("connections.peak", 1)]
+
+
+def test_wrong_password_and_unknown_user_look_the_same() -> None:
+    core = make_core()
+    bad = Phone(core, password="wrong")
+    ghost = Phone(core, user="nobody", password="x")
+    r1 = bad.register(auth=bad.answer(bad.register()))
+    r2 = ghost.register(auth=ghost.answer(ghost.register()))
+    assert r1.status == r2.status == 401
+    shape = lambda r: sorted((c.algorithm, c.realm, c.qop, c.stale) for c in r.www_authenticate)  # noqa: E731
+    assert shape(r1) == shape(r2)
+    assert not [e for e in events(core) if isinstance(e, BindingsChanged)]
+
+
+def test_replayed_authorization_is_challenged_not_accepted() -> None:
+    core = make_core()
+    phone = Phone(core)
+    auth = phone.answer(phone.register())
+    assert phone.register(auth=auth).status == 200
+    assert phone.register(auth=auth).status == 401  # same nonce and nc, new transaction
+
+
+def test_retransmission_absorbed_with_same_response() -> None:
+    core = make_core()
+    phone = Phone(core)
+    phone.cseq = 0
+    text = (
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKrt1\r\n"
+        "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\nCall-ID: rt\r\n"
+        "CSeq: 1 REGISTER\r\nContact: <sip:alice@10.0.0.7>\r\nContent-Length: 0\r\n\r\n"
+    )
+    core.receive(text.encode(), PHONE, 1.0, T0_MS)
+    first = [o.data for o in core.messages_to_send()]
+    core.receive(text.encode(), PHONE, 1.2, T0_MS)
+    again = [o.data for o in core.messages_to_send()]
+    assert len(first) == 1 and again == first
+
+
+def test_other_users_aor_forbidden_and_unknown_domain() -> None:
+    core = make_core()
+    phone = Phone(core)
+    ch = phone.register(contact="<sip:bob@10.0.0.7>")
+    # alice authenticates but asks for bob's AOR via To: build by hand
+    phone.cseq += 1
+    auth = phone.answer(ch)
+    text = (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKx9\r\n"
+        f"From: <sip:bob@{DOMAIN}>;tag=1\r\nTo: <sip:bob@{DOMAIN}>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:bob@10.0.0.7>\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n"
+    )
+    (resp,) = phone.send(text)
+    assert resp.status == 403
+    text = text.replace(DOMAIN, "other.org").replace("z9hG4bKx9", "z9hG4bKx10")
+    (resp,) = phone.send(text)
+    assert (resp.status, resp.reason) == (403, "Unknown Domain")
+
+
+def test_options_answered_and_unknown_methods_501() -> None:
+    core = make_core()
+    phone = Phone(core)
+    (r,) = phone.send(
+        "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKo1\r\n"
+        "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:example.com>\r\nCall-ID: o\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert r.status == 200 and "REGISTER" in (r.headers.get("Allow") or "")
+    (r,) = phone.send(
+        "SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKs1\r\n"
+        "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: s\r\n"
+        "CSeq: 1 SUBSCRIBE\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert r.status == 501
+
+
+def test_unparsable_request_gets_400_and_garbage_is_dropped() -> None:
+    core = make_core()
+    phone = Phone(core)
+    out = phone.send(
+        "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
+    )
+    assert [r.status for r in out] == [400]
+    assert phone.send("\x00\x01 hello") == []
+
+
+def test_malformed_contact_gets_400_after_auth() -> None:
+    core = make_core()
+    phone = Phone(core)
+    ch = phone.register()
+    r = phone.register(auth=phone.answer(ch), contact="sip:alice@h?Route=x")
+    assert r.status == 400
+
+
+def test_bindings_expire_on_timer() -> None:
+    core = make_core()
+    phone = Phone(core)
+    assert phone.register(expires=60, auth=phone.answer(phone.register(expires=60))).status == 200
+    events(core)
+    deadline = core.next_timer()
+    assert deadline is not None
+    core.handle_timer(100.0 + 61, T0_MS + 61_000)
+    evs = [e for e in events(core) if isinstance(e, BindingsChanged)]
+    assert evs and evs[0].removed[0].aor == "sip:alice@example.com" and len(core.location) == 0
