@@ -144,10 +144,16 @@ class AuthSection:
     """Window for counting failures."""
     block_s: int = 300
     """How long a blocked address is refused."""
-    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
-    """Digest algorithms offered, most preferred first (RFC 8760 §2.4).  Some
-    clients (SIPp 3.6, older phones) read only the first challenge: list MD5
-    first for them."""
+    algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+    """Digest algorithms offered, one challenge each, most preferred first
+    (RFC 8760 §2.4).  MD5 leads by default because widely deployed clients
+    (baresip 1.0, SIPp 3.6) answer only the first challenge and fail on
+    SHA-256; a fleet that supports SHA-256 can put it first."""
+    md5_only_user_agents: tuple[str, ...] = ("baresip v0.", "baresip v1.", "SIPp")
+    """User-Agent prefixes of clients that fail on any challenge they cannot
+    answer instead of skipping it (libre before 2.x, SIPp 3.6): they are sent
+    only the MD5 challenge.  MD5 is offered to everyone anyway, so this
+    downgrades nothing."""
 
     def check(self) -> list[tuple[str, str]]:
         if (

@@ -191,8 +191,10 @@ class DigestAuthenticator:
     a restart is then answered ``stale=true`` instead of as a failure), and give
     each process that keeps its own replay table its own secret, or a nonce
     could be replayed once per process.  `new_nonce_salt` returns 8 bytes per
-    challenge (the edge passes ``lambda: os.urandom(8)``); without it the salt
-    is a MAC of a counter, unique and unpredictable but deterministic.
+    challenge (the edge passes ``lambda: os.urandom(8)``).  Without it the salt
+    is a MAC of (first time seen, counter): unpredictable to peers and unique
+    within the process and across restarts, short of a restart whose first
+    call falls in the same millisecond as the previous run's.
     """
 
     __slots__ = (
@@ -244,7 +246,7 @@ class DigestAuthenticator:
     def _counter_salt(self) -> bytes:
         self._salt_n += 1
         m = self._salt_mac.copy()
-        m.update(self._salt_n.to_bytes(8, "big"))
+        m.update((self._counts.started_ms or 0).to_bytes(8, "big") + self._salt_n.to_bytes(8, "big"))
         return m.digest()[:SALT_LEN]
 
     @property
@@ -362,7 +364,7 @@ class DigestAuthenticator:
             req.method,
             uri,
         )
-        if not hmac.compare_digest(expected, response.lower()) :
+        if not hmac.compare_digest(expected, response.lower()) or not known:
             return self._fail(realm, source_ip, now_ms, proxy, ChallengeCause.BAD_CREDENTIALS)
 
         # The client knows the password; from here on nothing is a failure.

@@ -111,7 +111,7 @@ class Admission(Enum):
 class NonceCounts:
     """Last accepted nonce-count per nonce, at most `size` entries (see module doc)."""
 
-    __slots__ = ("_table", "_size", "_ttl_ms", "_floor_ms")
+    __slots__ = ("_table", "_size", "_ttl_ms", "_floor_ms", "started_ms")
 
     def __init__(self, size: int, ttl_ms: int) -> None:
         if size < 1:
@@ -120,6 +120,7 @@ class NonceCounts:
         self._size = size
         self._ttl_ms = ttl_ms
         self._floor_ms: int | None = None
+        self.started_ms: int | None = None  # the first time the table saw (its initial floor)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -129,7 +130,7 @@ class NonceCounts:
         minted strictly above it."""
         f = self._floor_ms
         if f is None:
-            f = self._floor_ms = now_ms
+            f = self._floor_ms = self.started_ms = now_ms
         return f
 
     def admit(self, raw: bytes, nc: int, now_ms: int) -> Admission:

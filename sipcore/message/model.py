@@ -109,9 +109,17 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """Case-insensitive comparison key of a header name (compact forms folded)."""
-    return canonical_name(name).lower()
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        key = canonical_name(name).lower()
+        if len(_KEY_CACHE) < 4096:  # names come off the wire: bounded
+            _KEY_CACHE[name] = key
+    return key
 
 
 # Headers whose change invalidates the parsed transaction-key slots.
@@ -129,6 +137,13 @@ class HeaderField:
         self.value = value
         self.raw = raw
         self.key = header_key(name)
+
+    @classmethod
+    def known(cls, name: str, value: str, key: str) -> HeaderField:
+        """A field whose key the caller already knows (no name lookup)."""
+        f = cls.__new__(cls)
+        f.name, f.value, f.raw, f.key = name, value, None, key
+        return f
 
     def __repr__(self) -> str:
         return f"HeaderField({self.name!r}, {self.value!r})"
@@ -178,7 +193,10 @@ class Headers:
         """All comma-separated elements of every field called `name` (§7.3.1)."""
         out: list[str] = []
         for v in self.get_all(name):
-            out.extend(split_commas(v))
+            if '"' in v or "<" in v:
+                out.extend(split_commas(v))
+            else:  # option tags, methods, media types: nothing to protect
+                out.extend(x.strip(" \t") for x in v.split(","))
         return out
 
     # writing
@@ -635,6 +653,9 @@ REASONS = {
 }
 
 
+_RESPONSE_COPIED = {"via", "from", "to", "call-id", "cseq", "timestamp"}
+
+
 def make_response(
     req: Request,
     status: int,
@@ -648,20 +669,52 @@ def make_response(
     From, To (with `to_tag` added when the request's To has none and the
     status is above 100), Call-ID and CSeq copied; Content-Length set.
     `top_via` replaces the first Via value (the server adds received/rport
-    there, RFC 3261 §18.2.1 and RFC 3581 §4)."""
-    hs = req.headers
-    headers: list[tuple[str, str]] = [("Via", v) for v in hs.get_all("Via")]
-    if top_via is not None and headers:
-        headers[0] = ("Via", top_via)
-    headers.append(("From", hs.get("From") or ""))
-    to = hs.get("To") or ""
-    if to_tag and status > 100 and req.to_tag is None:
+    there, RFC 3261 §18.2.1 and RFC 3581 §4).
+
+    On the hot path of every transaction: one pass over the request's
+    fields, and the transaction keys are copied from the request's slots
+    instead of being parsed again from the copied headers."""
+    vias: list[HeaderField] = []
+    single: dict[str, str] = {}
+    for f in req.headers._fields:
+        k = f.key
+        if k in _RESPONSE_COPIED:
+            if k == "via":
+                vias.append(HeaderField.known("Via", f.value, "via"))
+            elif k not in single:
+                single[k] = f.value
+    if top_via is not None and vias:
+        vias[0] = HeaderField.known("Via", top_via, "via")
+    to = single.get("to", "")
+    tag = req.to_tag
+    if to_tag and status > 100 and tag is None:
         to = f"{to};tag={to_tag}"
-    headers.append(("To", to))
-    headers.append(("Call-ID", hs.get("Call-ID") or ""))
-    headers.append(("CSeq", hs.get("CSeq") or ""))
-    if status == 100 and "Timestamp" in hs:
-        headers.append(("Timestamp", hs.get("Timestamp") or ""))  # §8.2.6.1
-    headers.extend(extra or ())
-    headers.append(("Content-Length", str(len(body))))
-    return Response(status, reason or REASONS.get(status, "Unknown"), headers, body)
+        tag = to_tag
+    fields = vias
+    fields.append(HeaderField.known("From", single.get("from", ""), "from"))
+    fields.append(HeaderField.known("To", to, "to"))
+    fields.append(HeaderField.known("Call-ID", single.get("call-id", ""), "call-id"))
+    fields.append(HeaderField.known("CSeq", single.get("cseq", ""), "cseq"))
+    if status == 100 and "timestamp" in single:
+        fields.append(HeaderField.known("Timestamp", single["timestamp"], "timestamp"))  # §8.2.6.1
+    if extra:
+        fields.extend(HeaderField(canonical_name(n), v) for n, v in extra)
+    fields.append(HeaderField.known("Content-Length", str(len(body)), "content-length"))
+    if not 100 <= status <= 699:
+        raise LocalProtocolError(f"status {status} out of range")
+    resp = Response.__new__(Response)
+    resp.status = status
+    resp.reason = reason or REASONS.get(status, "Unknown")
+    resp._data = resp._idx = resp._cache = None
+    resp._body = body
+    resp._headers = Headers(fields, resp)
+    resp.call_id, resp.cseq, resp.cseq_method = req.call_id, req.cseq, req.cseq_method
+    resp.from_tag, resp.to_tag = req.from_tag, tag
+    resp.branch, resp.via_host, resp.via_port, resp.via_transport = (
+        req.branch,
+        req.via_host,
+        req.via_port,
+        req.via_transport,
+    )
+    resp.max_forwards = None
+    return resp

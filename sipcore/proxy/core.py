@@ -247,7 +247,7 @@ class Core:
             if type(result) is Challenge:
                 if result.failed:
                     log.info("%s authentication failed for %s", flow, to_uri.aor())
-                self._respond(tx, self._response(req, flow, result.status, extra=list(result.headers)), now)
+                self._respond(tx, self._response(req, flow, result.status, extra=self._challenges(req, result)), now)
             elif type(result) is Blocked:
                 self._respond(tx, self._response(req, flow, result.status, result.reason), now)
             return
@@ -268,6 +268,14 @@ class Core:
         self._respond(tx, outcome.response, now)
         if outcome.upserts or outcome.removed:
             self._bindings_changed(tuple(outcome.upserts), tuple(outcome.removed), now_ms)
+
+    def _challenges(self, req: Request, result: Challenge) -> list[tuple[str, str]]:
+        quirky = self.config.auth.md5_only_user_agents
+        if quirky:
+            ua = req.headers.get("User-Agent")
+            if ua and ua.startswith(tuple(quirky)):
+                return [h for h in result.headers if "algorithm=MD5" in h[1]]
+        return list(result.headers)
 
     def _bindings_changed(self, upserts: tuple[Binding, ...], removed: tuple[Binding, ...], now_ms: int) -> None:
         self._events.append(BindingsChanged(upserts, removed))

@@ -85,10 +85,13 @@ class MigrationState:
 def available_migrations() -> list[Migration]:
     """The numbered ``migrations/NNNN_name.sql`` files shipped in the package, in order."""
     out = []
-    for entry in resources.files("sipcore.store").joinpath("migrations").iterdir():
-        m = _MIGRATION_FILE.fullmatch(entry.name)
-        if m:
-            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    try:
+        for entry in resources.files("sipcore.store").joinpath("migrations").iterdir():
+            m = _MIGRATION_FILE.fullmatch(entry.name)
+            if m:
+                out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    except OSError as e:  # not installed with the package (package-data)
+        raise SchemaError(f"the package's migration files cannot be read: {e}") from e
     out.sort(key=lambda m: m.version)
     if len({m.version for m in out}) != len(out) or not out:
         raise SchemaError("the package's migration files are missing or have duplicate numbers")
