@@ -147,13 +147,16 @@ class Server:
         self._pump(self.loop.time())
 
     async def stop(self) -> None:
+        """Stop listening, flush pending writes, close the store (idempotent)."""
         await self.transports.stop()
         for t in self._tasks[1:]:
             t.cancel()
         if self.writer is not None:
             await self.writer.stop()
+            self.writer = None
         if self.store is not None:
             await self.store.close()
+            self.store = None
         if self._timer is not None:
             self._timer.cancel()
 
@@ -250,21 +253,27 @@ class Server:
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or SIGINT/SIGTERM)."""
+    """Run until `stop` is set (or SIGINT/SIGTERM); always release what was opened."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     server = Server(config)
-    await server.start()
     try:
+        await server.start()
         await stop.wait()
-    finally:
         log.info("shutting down")
+    finally:
+        # Close the store even when start() failed half-way: its thread would
+        # otherwise keep the process alive with SIGTERM still trapped.
         await server.stop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 def run_server(config: Config) -> int:

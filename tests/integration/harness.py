@@ -1,0 +1,182 @@
+"""Real-socket test harness: a `sipcore serve` subprocess on 127.0.0.1, the
+CLI against its database, and SIPp runs with their statistics."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def need(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} missing: .ci/run must install the Debian package {package}")
+        pytest.skip(f"{binary} not installed (apt-get install {package})")
+    return path
+
+
+def sip_options(port: int, transport: str = "udp", timeout: float = 1.0) -> int | None:
+    """Send one OPTIONS and return the response status (None on timeout)."""
+    branch = "z9hG4bK" + uuid.uuid4().hex[:12]
+    msg = (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/{transport.upper()} 127.0.0.1:9;branch={branch}\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: {branch}\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.settimeout(timeout)
+        try:
+            if transport == "udp":
+                s.sendto(msg, ("127.0.0.1", port))
+            else:
+                s.connect(("127.0.0.1", port))
+                s.sendall(msg)
+            data = s.recv(65536)
+        except OSError:
+            return None
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"SIP/2.0 ") else None
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    successful: int
+    failed: int
+    retransmissions: int
+    output: str
+
+
+class ServerProcess:
+    def __init__(self, workdir: Path, extra_toml: str = "", log_level: str = "info") -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.db = workdir / "sipcore.db"
+        self.config = workdir / "sipcore.toml"
+        self.log = workdir / "server.log"
+        self.config.write_text(
+            f'[server]\nlisten = ["udp:127.0.0.1:{self.port}", "tcp:127.0.0.1:{self.port}"]\n'
+            f'log_level = "{log_level}"\n[store]\npath = "{self.db}"\nflush_interval_ms = 50\n'
+            f'[demo]\npassword = "demo-secret-1"\n{extra_toml}'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [sys.executable, "-m", "sipcore", *args, "--db", str(self.db)],
+            capture_output=True,
+            text=True,
+            cwd=self.dir,
+            timeout=120,
+            check=False,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"sipcore {' '.join(args)} failed ({r.returncode}): {r.stderr}{r.stdout}")
+        return r
+
+    def start(self, timeout: float = 15.0) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sipcore", "serve", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if sip_options(self.port, timeout=0.2) == 200:
+                return
+        raise AssertionError(f"server not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def sipp(self, scenario: str, *args: str, timeout: float = 120.0, transport: str = "u1") -> SippResult:
+        sipp = need("sipp", "sip-tester")
+        stat = self.dir / f"sipp-{uuid.uuid4().hex[:6]}.csv"
+        cmd = [
+            sipp,
+            "-sf",
+            str(SCENARIOS / scenario),
+            f"127.0.0.1:{self.port}",
+            "-i",
+            "127.0.0.1",
+            "-t",
+            transport,
+            "-nostdin",
+            "-trace_stat",
+            "-stf",
+            str(stat),
+            "-fd",
+            "1",
+            *args,
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir, timeout=timeout, check=False)
+        rows = list(csv.reader(stat.open(), delimiter=";")) if stat.exists() else []
+        if len(rows) < 2:
+            raise AssertionError(f"SIPp produced no statistics ({r.returncode}): {r.stdout[-2000:]}{r.stderr}")
+        head, last = rows[0], rows[-1]
+        get = lambda k: int(last[head.index(k)])  # noqa: E731
+        return SippResult(
+            r.returncode,
+            get("SuccessfulCall(C)"),
+            get("FailedCall(C)"),
+            get("Retransmissions(C)"),
+            r.stdout[-3000:] + r.stderr[-2000:],
+        )
+
+
+def write_users(workdir: Path, n: int, domain: str = "sipcore.test", prefix: str = "u") -> tuple[Path, Path]:
+    """A provisioning CSV and the matching SIPp injection file."""
+    devices = workdir / "devices.csv"
+    users = workdir / "users.csv"
+    with devices.open("w") as d, users.open("w") as u:
+        d.write("user,domain,password\n")
+        u.write("SEQUENTIAL\n")
+        for i in range(n):
+            d.write(f"{prefix}{i},{domain},pw-{prefix}{i}-x\n")
+            u.write(f"{prefix}{i};{domain};[authentication username={prefix}{i} password=pw-{prefix}{i}-x]\n")
+    return devices, users
