@@ -807,3 +807,56 @@ def parse(data, limits=None):
             data = bytes(data)
         return _default._parse(<bytes>data)
     return CParser(limits).parse(data)
+
+
+# --- header objects on first use ----------------------------------------------------
+
+from sipcore.message.grammar import unfold as _unfold
+from sipcore.message.model import HeaderField as _HeaderField
+
+cdef Py_ssize_t OF_NAME = _offset(_HeaderField, "name")
+cdef Py_ssize_t OF_VALUE = _offset(_HeaderField, "value")
+cdef Py_ssize_t OF_RAW = _offset(_HeaderField, "raw")
+cdef Py_ssize_t OF_KEY = _offset(_HeaderField, "key")
+
+
+def build_fields(bytes data, bytes idx_bytes, dict key_cache, key_of):
+    """The HeaderField list of a parsed message (the model's `_build_fields`,
+    in C): names as written, unfolded values, each line's original bytes and
+    its comparison key (`key_cache`, filled by `key_of` on a miss)."""
+    cdef const char* buf = PyBytes_AS_STRING(data)
+    cdef const uint32_t* idx = <const uint32_t*>PyBytes_AS_STRING(idx_bytes)
+    cdef Py_ssize_t n, k, o, ns, ne, vs, ve, end, i
+    cdef bint ascii
+    if PyBytes_GET_SIZE(idx_bytes) < IDX_FIXED * 4:
+        raise ValueError("not a message index")
+    n = idx[11]
+    if PyBytes_GET_SIZE(idx_bytes) != (IDX_FIXED + 4 * n) * 4:
+        raise ValueError("not a message index")
+    out = []
+    for k in range(n):
+        o = IDX_FIXED + 4 * k
+        ns = idx[o]
+        ne = idx[o + 1]
+        vs = idx[o + 2]
+        ve = idx[o + 3]
+        end = idx[o + 4] if k + 1 < n else idx[2]
+        name = _astr(buf + ns, ne - ns)  # a token: the parser checked it is ASCII
+        ascii = True
+        for i in range(vs, ve):
+            if <unsigned char>buf[i] >= 0x80:
+                ascii = False
+                break
+        value = _astr(buf + vs, ve - vs) if ascii else _dec(buf + vs, ve - vs)
+        if memchr(buf + vs, b'\n', ve - vs) != NULL:
+            value = _unfold(value)
+        key = key_cache.get(name)
+        if key is None:
+            key = key_of(name)
+        f = PyType_GenericAlloc(<PyTypeObject*>_HeaderField, 0)
+        _put(f, OF_NAME, name)
+        _put(f, OF_VALUE, value)
+        _put(f, OF_RAW, PyBytes_FromStringAndSize(buf + ns, end - ns))
+        _put(f, OF_KEY, key)
+        out.append(f)
+    return out

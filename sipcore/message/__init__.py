@@ -35,6 +35,9 @@ def _load_c() -> ParseFn | None:
         if os.environ.get("SIPCORE_REQUIRE_EXTENSIONS") == "1":
             raise
         return None
+    from sipcore.message import model
+
+    model._fast_build_fields = _cparser.build_fields
     return _cparser.parse  # type: ignore[no-any-return]
 
 

@@ -9,7 +9,7 @@ outside its fast path, so both parsers agree by construction there.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sipcore.errors import ParseError
 from sipcore.message.grammar import (
@@ -37,8 +37,7 @@ EXPIRES_MAX = 2**32 - 1
 # --- Via (RFC 3261 §20.42) ---------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
+class Via(NamedTuple):
     protocol: str  # "SIP/2.0"
     transport: str  # upper-case: UDP, TCP, TLS, SCTP, WS, WSS...
     host: str
@@ -141,8 +140,7 @@ def parse_top_via(value: str) -> Via:
 # --- name-addr / addr-spec (From, To, Contact, Route, Record-Route, Path) ----
 
 
-@dataclass(frozen=True, slots=True)
-class NameAddr:
+class NameAddr(NamedTuple):
     uri: URI
     display_name: str | None = None
     params: Params = ()
@@ -244,8 +242,64 @@ def _parse_name_addr_at(sc: Scanner, what: str, in_list: bool) -> NameAddr:
     return NameAddr(uri, display, params, bracketed)
 
 
+_TOKEN_RE = "[" + re.escape("".join(sorted(TOKEN_CHARS))) + "]"
+_FAST_NAME_ADDR = re.compile(
+    rf'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*|({_TOKEN_RE}+(?:[ \t]+{_TOKEN_RE}+)*)[ \t]*)?<([^<>"\s]+)>'
+    r"((?:[ \t]*;[^;,\"]*)*)[ \t]*"
+)
+_FAST_ADDR_SPEC = re.compile(r"[ \t]*(sips?:[^;,?\s\"<>]+)((?:[ \t]*;[^;,\"]*)*)[ \t]*")
+
+
+def _fast_params(text: str) -> Params | None:
+    """The *( SEMI generic-param ) tail of a value, or None to take the slow path."""
+    if not text:
+        return ()
+    sc = Scanner(text)
+    try:
+        params = parse_header_params(sc, "parameters", "")
+    except ParseError:
+        return None
+    return params
+
+
+def _fast_name_addr(value: str) -> NameAddr | None:
+    """The common From/To/Contact shapes in one regex step; None for anything
+    else, which the scanner-based grammar then decides (and reports)."""
+    m = _FAST_NAME_ADDR.fullmatch(value)
+    if m is not None:
+        quoted, words, uri_text, tail = m.groups()
+        params = _fast_params(tail)
+        if params is None:
+            return None
+        try:
+            uri = parse_uri(uri_text)
+        except ParseError:
+            return None
+        display = quoted if quoted is not None else (" ".join(words.split()) if words else None)
+        return NameAddr(uri, display, params, True)
+    m = _FAST_ADDR_SPEC.fullmatch(value)
+    if m is not None:
+        params = _fast_params(m.group(2))
+        if params is None:
+            return None
+        try:
+            uri = parse_uri(m.group(1))
+        except ParseError:
+            return None
+        return NameAddr(uri, None, params, False)
+    return None
+
+
 def parse_name_addr(value: str, what: str = "name-addr") -> NameAddr:
     """From/To style value: ( name-addr / addr-spec ) *( SEMI param )."""
+    fast = _fast_name_addr(value)
+    if fast is not None:
+        return fast
+    return parse_name_addr_full(value, what)
+
+
+def parse_name_addr_full(value: str, what: str = "name-addr") -> NameAddr:
+    """The scanner-based grammar (the reference for the fast path)."""
     sc = Scanner(value)
     na = _parse_name_addr_at(sc, what, False)
     sc.skip_ws()
@@ -256,6 +310,15 @@ def parse_name_addr(value: str, what: str = "name-addr") -> NameAddr:
 
 def parse_name_addr_list(value: str, what: str) -> list[NameAddr]:
     """Contact/Route/Record-Route/Path: comma-separated name-addrs."""
+    if "," not in value:
+        fast = _fast_name_addr(value)
+        if fast is not None:
+            return [fast]
+    return parse_name_addr_list_full(value, what)
+
+
+def parse_name_addr_list_full(value: str, what: str) -> list[NameAddr]:
+    """The scanner-based grammar (the reference for the fast path)."""
     sc = Scanner(value)
     out = [_parse_name_addr_at(sc, what, True)]
     while True:
@@ -269,8 +332,7 @@ def parse_name_addr_list(value: str, what: str) -> list[NameAddr]:
 # --- scalars --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     number: int
     method: str
 
@@ -334,8 +396,7 @@ def parse_date(value: str) -> str:
 # --- authentication (RFC 3261 §22, RFC 7616, RFC 8760) ------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AuthHeader:
+class AuthHeader(NamedTuple):
     """A challenge (WWW-/Proxy-Authenticate) or credentials ((Proxy-)Authorization).
 
     `params` maps lower-case parameter names to unquoted values; `raw_params`
@@ -359,14 +420,37 @@ class AuthHeader:
     def is_digest(self) -> bool:
         return self.scheme.lower() == "digest"
 
-    realm = property(lambda self: self.get("realm"))
-    nonce = property(lambda self: self.get("nonce"))
-    opaque = property(lambda self: self.get("opaque"))
-    username = property(lambda self: self.get("username"))
-    uri = property(lambda self: self.get("uri"))
-    response = property(lambda self: self.get("response"))
-    cnonce = property(lambda self: self.get("cnonce"))
-    nc = property(lambda self: self.get("nc"))
+    @property
+    def realm(self) -> str | None:
+        return self.get("realm")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.get("nonce")
+
+    @property
+    def opaque(self) -> str | None:
+        return self.get("opaque")
+
+    @property
+    def username(self) -> str | None:
+        return self.get("username")
+
+    @property
+    def uri(self) -> str | None:
+        return self.get("uri")
+
+    @property
+    def response(self) -> str | None:
+        return self.get("response")
+
+    @property
+    def cnonce(self) -> str | None:
+        return self.get("cnonce")
+
+    @property
+    def nc(self) -> str | None:
+        return self.get("nc")
 
     @property
     def algorithm(self) -> str:

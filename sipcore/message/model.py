@@ -15,9 +15,10 @@ where a/b/c are the three start-line parts.
 
 from __future__ import annotations
 
+import weakref
 from array import array
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Self
 
 from sipcore.errors import LocalProtocolError
 from sipcore.message import headers as h
@@ -111,6 +112,10 @@ def canonical_name(name: str) -> str:
 
 _KEY_CACHE: dict[str, str] = {}
 
+# The Cython module's `build_fields` when the C parser is in use (installed by
+# the sipcore.message facade); the loop in Message._build_fields otherwise.
+_fast_build_fields: Callable[[bytes, bytes, dict[str, str], Callable[[str], str]], list[HeaderField]] | None = None
+
 
 def header_key(name: str) -> str:
     """Case-insensitive comparison key of a header name (compact forms folded)."""
@@ -152,11 +157,15 @@ class HeaderField:
 class Headers:
     """Ordered, case-insensitive header fields with duplicates kept."""
 
+    # The owner is held weakly: a strong back-reference would make every
+    # message whose headers were read a reference cycle, freed only by the
+    # cyclic GC, which at tens of thousands of messages a second is what
+    # the server would spend its time on.
     __slots__ = ("_fields", "_owner")
 
     def __init__(self, fields: list[HeaderField] | None = None, owner: Message | None = None) -> None:
         self._fields = fields or []
-        self._owner = owner
+        self._owner = weakref.ref(owner) if owner is not None else None
 
     # reading
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -201,8 +210,9 @@ class Headers:
 
     # writing
     def _changed(self, key: str) -> None:
-        if self._owner is not None:
-            self._owner._header_changed(key)
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None:
+            owner._header_changed(key)
 
     def add(self, name: str, value: str) -> None:
         f = HeaderField(canonical_name(name), value)
@@ -268,6 +278,7 @@ class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
     __slots__ = (
+        "__weakref__",
         "_data",
         "_idx",
         "_headers",
@@ -313,6 +324,14 @@ class Message:
         self._refresh_keys()
 
     # --- index access ------------------------------------------------------
+    def without_parsed_state(self) -> Self:
+        """This message with its header objects and typed-value cache dropped
+        (they are rebuilt from the bytes on the next use); returns self."""
+        if self._data is not None:
+            self._headers = None
+            self._cache = None
+        return self
+
     def _index(self) -> array[int]:
         a: array[int] = array("I")
         assert self._idx is not None
@@ -332,20 +351,32 @@ class Message:
         return hs
 
     def _build_fields(self) -> list[HeaderField]:
+        """Header objects from the index: once per message, on first use."""
+        if _fast_build_fields is not None:
+            assert self._data is not None and self._idx is not None
+            return _fast_build_fields(self._data, self._idx, _KEY_CACHE, header_key)
         idx = self._index()
         data = self._data
         assert data is not None
         n = idx[11]
+        line_starts = idx[IDX_FIXED::4]
+        new = HeaderField.__new__
+        cache = _KEY_CACHE
         fields = []
         for k in range(n):
             o = IDX_FIXED + 4 * k
-            ns, ne, vs, ve = idx[o], idx[o + 1], idx[o + 2], idx[o + 3]
-            end = idx[o + 4] if k + 1 < n else idx[2]
+            ns, ne, vs, ve = idx[o : o + 4]
             raw_value = data[vs:ve]
-            value = _dec(raw_value)
-            if b"\n" in raw_value:
+            value = raw_value.decode("utf-8", "surrogateescape")
+            if raw_value.find(b"\n") >= 0:  # not `in`: bytes.__contains__ raises and swallows a TypeError first
                 value = unfold(value)
-            fields.append(HeaderField(_dec(data[ns:ne]), value, data[ns:end]))
+            name = data[ns:ne].decode("ascii")  # a token: checked by the parser
+            f = new(HeaderField)
+            f.name = name
+            f.value = value
+            f.raw = data[ns : line_starts[k + 1] if k + 1 < n else idx[2]]
+            f.key = cache.get(name) or header_key(name)
+            fields.append(f)
         return fields
 
     def _header_changed(self, key: str) -> None:

@@ -36,7 +36,7 @@ def decode(b: bytes) -> str:
 def header_value(data: bytes, vs: int, ve: int) -> str:
     raw = data[vs:ve]
     v = decode(raw)
-    return unfold(v) if b"\n" in raw else v
+    return unfold(v) if raw.find(b"\n") >= 0 else v
 
 
 def check_version(v: bytes) -> None:

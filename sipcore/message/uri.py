@@ -7,7 +7,8 @@ decoded values used for comparisons (RFC 3261 §19.1.4).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 from sipcore.errors import ParseError
 from sipcore.message.grammar import (
@@ -20,6 +21,8 @@ from sipcore.message.grammar import (
     Params,
     check_escaped,
     format_params,
+    is_hostname,
+    is_ipv4,
     param,
     split_hostport,
     unescape,
@@ -29,8 +32,7 @@ _SCHEME_CHARS = ALPHANUM | frozenset("+-.")
 _URIC = UNRESERVED | frozenset(";/?:@&=+$,")
 
 
-@dataclass(frozen=True, slots=True)
-class URI:
+class URI(NamedTuple):
     """A parsed URI.  For `sip`/`sips` every field is set; for other schemes
     only `scheme` and `opaque` (the text after the colon) are, and `tel`
     additionally fills `user` (the number) and `params`."""
@@ -147,8 +149,47 @@ def _parse_sip_uri(scheme: str, rest: str) -> URI:
     return URI(scheme, user, password, host, port, params, headers, None)
 
 
+# The common shape of a SIP URI, matched in one step: lower-case scheme,
+# optional user without escapes or password, hostname or IPv4, port,
+# parameters without escapes, no headers.  Anything else takes the full
+# grammar below; both give the same URI for what this pattern accepts.
+_PCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]"
+_FAST_SIP = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;/]+)@)?([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
+    rf"((?:;{_PCHAR}+(?:={_PCHAR}+)?)*)"
+)
+
+
+def _fast_sip(text: str) -> URI | None:
+    m = _FAST_SIP.fullmatch(text)
+    if m is None:
+        return None
+    scheme, user, host, port_s, params_s = m.groups()
+    if not (is_ipv4(host) or is_hostname(host)):
+        return None
+    port = int(port_s) if port_s else None
+    if port is not None and port > 65535:
+        return None
+    params: Params = ()
+    if params_s:
+        params = tuple(
+            (name, value if eq else None)
+            for name, eq, value in (item.partition("=") for item in params_s[1:].split(";"))
+        )
+    return URI(scheme, user, None, host, port, params, (), None)
+
+
 def parse_uri(text: str) -> URI:
     """Parse a URI as it appears in a Request-URI or inside < >."""
+    if text.startswith("sip"):
+        fast = _fast_sip(text)
+        if fast is not None:
+            return fast
+    return parse_uri_full(text)
+
+
+def parse_uri_full(text: str) -> URI:
+    """The whole grammar, without the fast path (the reference for tests)."""
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme or not scheme[0].isalpha() or any(c not in _SCHEME_CHARS for c in scheme):
         raise ParseError(f"not a URI: {text[:80]!r}")

@@ -24,7 +24,7 @@ from sipcore.message import Request, Response, make_response
 from sipcore.message.grammar import split_commas
 from sipcore.message.limits import ParserLimits
 from sipcore.metering import GaugeRecord, MauRecord, RegistrationMeter
-from sipcore.proxy.directory import Directory
+from sipcore.proxy.directory import Directory, TenantInfo
 from sipcore.proxy.stateless import error_response
 from sipcore.registrar import Binding, LocationService, Registrar
 from sipcore.transaction import (
@@ -80,7 +80,11 @@ class Core:
             config.parser.max_message_bytes, config.parser.max_headers, config.parser.max_line_bytes
         )
         t = config.timers
-        self.layer = TransactionLayer(TimerConfig(t.t1_ms, t.t2_ms, t.t4_ms), new_branch=lambda: "z9hG4bK" + new_id())
+        self.layer = TransactionLayer(
+            TimerConfig(t.t1_ms, t.t2_ms, t.t4_ms),
+            new_branch=lambda: "z9hG4bK" + new_id(),
+            max_transactions=config.server.max_transactions,
+        )
         a = config.auth
         self.auth = DigestAuthenticator(
             AuthConfig(
@@ -97,6 +101,8 @@ class Core:
         self.location = LocationService(config.registrar.max_bindings)
         self.registrar = Registrar(config.registrar, self.location, random)
         self.meter = RegistrationMeter(directory.timezone_of)
+        self._ruri_tenants: dict[str, TenantInfo | None] = {}
+        self._ruri_serial = -1
         self._events: list[CoreEvent] = []
         self._out: list[Outgoing] = []
         self._clock = (0.0, 0)
@@ -233,9 +239,23 @@ class Core:
             status = e.status or 400
             self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now)
 
-    def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+    def _tenant_for_ruri(self, req: Request) -> TenantInfo | None:
+        """Tenant named by the Request-URI's host.  Every phone of a tenant
+        registers to the same Request-URI, so the answer is memoized (bounded,
+        dropped whenever provisioning changes)."""
+        if self._ruri_serial != self.directory.serial or len(self._ruri_tenants) > 10_000:
+            self._ruri_tenants.clear()
+            self._ruri_serial = self.directory.serial
+        ruri = req.ruri
+        if ruri in self._ruri_tenants:
+            return self._ruri_tenants[ruri]
         uri = req.uri
         tenant = self.directory.tenant_by_domain(uri.host) if uri.is_sip else None
+        self._ruri_tenants[ruri] = tenant
+        return tenant
+
+    def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+        tenant = self._tenant_for_ruri(req)
         to_uri = req.to.uri
         if tenant is None and to_uri.is_sip:
             tenant = self.directory.tenant_by_domain(to_uri.host)

@@ -23,6 +23,16 @@ from sipcore.registrar.location import Binding, LocationService, contact_key
 
 SUPPORTED_EXTENSIONS = frozenset({"path", "outbound"})
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(second: int) -> str:
+    """RFC 1123 date for the Date header (§20.17), formatted once per second."""
+    global _date_cache
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
+
 
 @dataclass(slots=True)
 class RegisterOutcome:
@@ -159,5 +169,5 @@ class Registrar:
             extra.extend(("Path", p) for p in req.headers.get_all("Path"))
         if any(b.reg_id is not None for b in bindings) and "outbound" in supported and not req.headers.get("Path"):
             extra.append(("Require", "outbound"))  # RFC 5626 §6: we act on reg-id as the edge registrar
-        extra.append(("Date", formatdate(now_ms / 1000, usegmt=True)))
+        extra.append(("Date", _http_date(now_ms // 1000)))
         return make_response(req, 200, to_tag=to_tag, extra=extra, top_via=top_via)

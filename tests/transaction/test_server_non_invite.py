@@ -48,7 +48,8 @@ def test_full_walk_trying_proceeding_completed_terminated():
 
     ok = make_response(req, 200, to_tag="t1")
     layer.respond(tx, ok, 10.4)
-    assert tx.state is State.COMPLETED and tx.last_response is ok
+    # Completed on UDP keeps only the response bytes for Timer J (memory)
+    assert tx.state is State.COMPLETED and tx.last_response is None and tx.request._headers is None
     (out,) = sent(layer)
     assert out.data == ok.to_bytes() and out.flow == UDP
     assert parse(out.data).status == 200
@@ -89,7 +90,7 @@ def test_completed_discards_later_responses_from_the_tu():
     layer.respond(tx, make_response(req, 500), 0.1)
     layer.respond(tx, make_response(req, 100), 0.1)
     assert sent(layer) == []
-    assert tx.last_response is not None and tx.last_response.status == 200
+    assert tx.last_response is None  # released on Completed; the bytes stay for retransmissions
     layer.receive_request(request("OPTIONS"), UDP, 0.2)
     assert parse(sent(layer)[0].data).status == 200
 
