@@ -31,7 +31,7 @@ from sipcore.proxy.core import BindingsChanged, Core, UsageRecorded
 from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
 from sipcore.registrar import Binding, contact_key
 from sipcore.store import BatchWriter, BindingRow, NotFound, Store
-from sipcore.transport.addresses import local_address_for
+from sipcore.transport.addresses import interface_addresses
 from sipcore.transport.listeners import Transports
 
 log = logging.getLogger("sipcore.server")
@@ -123,8 +123,11 @@ def _tune_gc() -> None:
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, addresses: list[str] | None = None) -> None:
         self.config = config
+        self.addresses = addresses or ["127.0.0.1"]
+        """The host's interface addresses, global first (read before the loop
+        starts: pyroute2's netlink socket cannot run on uvloop)."""
         self.directory = Directory()
         self.store: Store | None = None
         self.writer: BatchWriter | None = None
@@ -166,7 +169,7 @@ class Server:
         _tune_gc()
         await self.transports.start(cfg.server.listeners)
         for lst, (host, port) in self.transports.bound:
-            shown = cfg.server.advertise or local_address_for(host)
+            shown = cfg.server.advertise or (host if host not in ("0.0.0.0", "::") else self.addresses[0])
             log.info("listening on %s:%s:%s (advertised as %s)", lst.transport, host, port, shown)
         log.info(
             "sipcore %s ready: %d tenants, %d devices, %d bindings restored (db %s)",
@@ -284,7 +287,7 @@ class Server:
             self._timer = self.loop.call_at(nt, self._on_timer)
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+async def serve(config: Config, stop: asyncio.Event | None = None, addresses: list[str] | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM); always release what was opened."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -295,7 +298,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             handled.append(sig)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    server = Server(config)
+    server = Server(config, addresses)
     try:
         await server.start()
         await stop.wait()
@@ -311,6 +314,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
 def run_server(config: Config) -> int:
     logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     Path(config.store.path).parent.mkdir(parents=True, exist_ok=True)
+    addresses = interface_addresses()  # before uvloop: pyroute2 needs a netlink socket uvloop cannot open
     try:
         import uvloop
 
@@ -318,7 +322,7 @@ def run_server(config: Config) -> int:
     except ImportError:  # pragma: no cover - uvloop is a declared dependency
         log.warning("uvloop not installed; running on the default asyncio loop")
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, addresses=addresses))
     except OSError as e:
         log.error("cannot start: %s", e)
         return 1

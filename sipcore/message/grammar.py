@@ -268,8 +268,9 @@ def parse_header_params(sc: Scanner, what: str, stop: str = ",") -> Params:
 def param(params: Params, name: str) -> str | None:
     """Value of the first parameter called `name` (case-insensitive); unquoted."""
     lname = name.lower()
+    n = len(lname)
     for k, v in params:
-        if k.lower() == lname:
+        if len(k) == n and (k == lname or k.lower() == lname):
             if v is not None and v.startswith('"'):
                 return Scanner(v).quoted("parameter")
             return v
@@ -278,7 +279,11 @@ def param(params: Params, name: str) -> str | None:
 
 def has_param(params: Params, name: str) -> bool:
     lname = name.lower()
-    return any(k.lower() == lname for k, _ in params)
+    n = len(lname)
+    for k, _ in params:
+        if len(k) == n and (k == lname or k.lower() == lname):
+            return True
+    return False
 
 
 def format_params(params: Params) -> str:

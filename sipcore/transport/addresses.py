@@ -38,10 +38,3 @@ def interface_addresses(family: int = socket.AF_INET) -> list[str]:
 
     out = sorted(set(addrs), key=rank)
     return out or ["127.0.0.1"]
-
-
-def local_address_for(host: str) -> str:
-    """The address a listener bound to `host` should advertise."""
-    if host in ("0.0.0.0", "::", ""):
-        return interface_addresses(socket.AF_INET6 if host == "::" else socket.AF_INET)[0]
-    return host
