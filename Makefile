@@ -18,6 +18,7 @@ lint:
 
 bench:
 	$(PY) bench/parse.py
+	$(PY) bench/register.py
 
 clean:
 	rm -rf build dist *.egg-info csrc/*.c csrc/*.html sipcore/message/*.so

@@ -17,7 +17,7 @@ METERING.md: "Money is never a float: integer minor units or
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 
@@ -69,7 +69,7 @@ def parse_decimal(text: str) -> Decimal:
     people, and '1e2' or '-0' in it is far more likely a typo than intent.
     """
     if not _DECIMAL_RE.fullmatch(text):
-        raise ValueError(f"{text!r} is not a plain non-negative decimal such as \"0.01\"")
+        raise ValueError(f'{text!r} is not a plain non-negative decimal such as "0.01"')
     return Decimal(text)
 
 
@@ -90,18 +90,24 @@ def round_money(value: Fraction, minor_digits: int) -> Decimal:
 def to_decimal(value: Fraction) -> Decimal:
     """A quantity for display: exact when it has a finite decimal form with at
     most QUANTITY_PLACES places, else rounded half up to that many places."""
-    den = value.denominator
-    for p in (2, 5):
-        while den % p == 0:
-            den //= p
-    if den == 1:
-        exact = Decimal(value.numerator) / Decimal(value.denominator)
-        # Division of an integer by 2^a*5^b is exact in a wide enough context;
-        # normalize() then removes artefact zeros but keeps an integer an integer.
-        text = format(exact.normalize(), "f")
-        if "." not in text or len(text.split(".")[1]) <= QUANTITY_PLACES:
-            return Decimal(text)
-    return round_money(value, QUANTITY_PLACES).normalize() if value else Decimal(0)
+    den, twos, fives = value.denominator, 0, 0
+    while den % 2 == 0:
+        den, twos = den // 2, twos + 1
+    while den % 5 == 0:
+        den, fives = den // 5, fives + 1
+    places = max(twos, fives)
+    if den == 1 and places <= QUANTITY_PLACES:
+        # n / (2^a 5^b) = n * (10^k / (2^a 5^b)) / 10^k exactly, in integers.
+        digits = value.numerator * (10**places // value.denominator)
+        return _plain(Decimal(digits).scaleb(-places))
+    return _plain(round_money(value, QUANTITY_PLACES))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros, and never in exponent form (1E+2 -> 100)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 def fmt(value: Decimal) -> str:
