@@ -504,6 +504,35 @@ def _config_check_args(p: argparse.ArgumentParser) -> None:
 COMMANDS["config"] = (cmd_config, _group({"check": (cmd_config_check, _config_check_args)}))
 
 
+def cmd_quote(args: argparse.Namespace, out: TextIO) -> int:
+    """Price quantities under a plan file: the invoice they would produce."""
+    import json
+
+    from sipcore.rating import RatingError, load_plan, parse_quantity_args, quote, render_csv, render_table
+
+    try:
+        quantities = parse_quantity_args(args.quantities)
+    except RatingError as e:
+        raise UsageError(str(e)) from e
+    invoice = quote(load_plan(args.plan), quantities)  # a bad plan file: ConfigError, exit 1
+    if args.format == "json":
+        out.write(json.dumps(invoice.to_json_dict(), indent=2) + "\n")
+    elif args.format == "csv":
+        out.write(render_csv(invoice))
+    else:
+        out.write(render_table(invoice))
+    return 0
+
+
+def _quote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan", required=True, metavar="FILE", help="plan file (config/plans/*.toml)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("quantities", nargs="+", metavar="METRIC=QUANTITY", help="e.g. mau=100000 voice.minutes=1200")
+
+
+COMMANDS["quote"] = (cmd_quote, _quote_args)
+
+
 def _listener(text: str) -> str:
     return str(parse_listener(text))
 
