@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                     work,
                 )
             finally:
-                subprocess.run(["pkill", "-f", f"-p {uas_port} "], check=False)
+                subprocess.run(["pkill", "-f", "--", f"-p {uas_port} "], check=False)
             summary.update(
                 {"baseline_max_per_s": base, "ratio_sipcore_over_baseline": round(sip / base, 2) if base else None}
             )

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]++"
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})(?:[ \t]+|\Z)")
-# One auth-param and the commas after it, or else any single character, which
-# marks the value malformed: with that last alternative ``findall`` consumes
-# the whole value in one C-level pass and never skips anything silently.  The
+# One auth-param and the commas after it, or else the rest of the value, which
+# marks it malformed: with that last alternative ``findall`` consumes the
+# whole value in one C-level pass and never skips anything silently.  The
 # quoted string is written as an unrolled loop (no per-character alternation):
 # linear, and about twice as fast.  Every quantifier is possessive (Python
 # 3.11): each is followed by something its class excludes, so giving back
 # characters could never lead to a match, and not trying is 10% faster.
 _PARAM = re.compile(
-    rf"""({_TOKEN}+)[ \t]*+=[ \t]*+(?:"([^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+)"|([^\s",]*+))[ \t]*+(?:,[ \t,]*+|\Z)"""
-    r"|([\s\S])"
+    rf"""({_TOKEN})[ \t]*+=[ \t]*+(?:"([^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+)"|([^\s",]*+))[ \t]*+(?:,[ \t,]*+|\Z)"""
+    # Junk takes the rest of the value in one match: the value is malformed
+    # whatever follows, and retrying at every later character would make an
+    # unterminated quote cost time quadratic in its length.
+    r"|([\s\S]+)"
 )
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 

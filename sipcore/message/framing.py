@@ -45,7 +45,9 @@ class FramingError:
 FramerEvent = MessageFramed | KeepAlivePing | KeepAlivePong | FramingError
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
-_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
+# Possessive quantifiers: a line of blanks with a stray CR must not make the
+# regex backtrack (a quadratic blow-up an attacker could send).
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*+:[ \t]*+([^\r\n]*+)", re.I | re.M)
 
 
 class StreamFramer:

@@ -245,9 +245,9 @@ def _parse_name_addr_at(sc: Scanner, what: str, in_list: bool) -> NameAddr:
 _TOKEN_RE = "[" + re.escape("".join(sorted(TOKEN_CHARS))) + "]"
 _FAST_NAME_ADDR = re.compile(
     rf'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*|({_TOKEN_RE}+(?:[ \t]+{_TOKEN_RE}+)*)[ \t]*)?<([^<>"\s]+)>'
-    r"((?:[ \t]*;[^;,\"]*)*)[ \t]*"
+    r"((?:[ \t]*;[^;,\"]*+)*+)[ \t]*"
 )
-_FAST_ADDR_SPEC = re.compile(r"[ \t]*(sips?:[^;,?\s\"<>]+)((?:[ \t]*;[^;,\"]*)*)[ \t]*")
+_FAST_ADDR_SPEC = re.compile(r"[ \t]*(sips?:[^;,?\s\"<>]+)((?:[ \t]*;[^;,\"]*+)*+)[ \t]*")
 
 
 def _fast_params(text: str) -> Params | None:

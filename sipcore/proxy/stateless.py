@@ -13,7 +13,7 @@ import re
 
 from sipcore.errors import RemoteProtocolError
 
-_FIELD = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)\r?$", re.I | re.M)
+_FIELD = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*+:[ \t]*+([^\r\n]*+)", re.I | re.M)
 _CANON = {
     b"v": b"Via",
     b"via": b"Via",
