@@ -251,14 +251,18 @@ def parse_config(text: str, path: str) -> Config:
     return dataclasses.replace(cfg, source=path)
 
 
-def load_config(path: str | Path) -> Config:
+def read_toml_text(path: str | Path) -> str:
+    """A configuration or plan file's text; ConfigError naming the file otherwise."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(path), "(file)", e.strerror or str(e)) from e
     except UnicodeDecodeError as e:
         raise ConfigError(str(path), "(file)", f"not UTF-8: {e}") from e
-    return parse_config(text, str(path))
+
+
+def load_config(path: str | Path) -> Config:
+    return parse_config(read_toml_text(path), str(path))
 
 
 def embedded_config_text() -> str:

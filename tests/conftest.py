@@ -17,19 +17,8 @@ SHARED = Path(os.environ.get("SIPCORE_SHARED", ROOT.parent / "shared"))
 TESTDATA = SHARED / "testdata" / "sip"
 
 
-def _c_parse() -> Callable[..., Any] | None:
-    if os.environ.get("SIPCORE_NO_EXTENSIONS") == "1":
-        return None
-    try:
-        from sipcore.message import _cparser
-    except ImportError:
-        if os.environ.get("SIPCORE_REQUIRE_EXTENSIONS") == "1":
-            raise
-        return None
-    return _cparser.parse  # type: ignore[no-any-return]
-
-
-C_PARSE = _c_parse()
+# The facade already decided (SIPCORE_NO_EXTENSIONS / SIPCORE_REQUIRE_EXTENSIONS).
+C_PARSE = message.c_parse
 IMPLS: dict[str, Callable[..., Any] | None] = {"py": _pyparser.parse, "c": C_PARSE}
 
 

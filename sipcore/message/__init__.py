@@ -41,9 +41,10 @@ def _load_c() -> ParseFn | None:
     return _cparser.parse  # type: ignore[no-any-return]
 
 
-_c_parse = _load_c()
-IMPLEMENTATION = "c" if _c_parse is not None else "py"
-parse: ParseFn = _c_parse if _c_parse is not None else _pyparser.parse
+c_parse: ParseFn | None = _load_c()
+"""The Cython parser, or None when it is disabled or not built."""
+IMPLEMENTATION = "c" if c_parse is not None else "py"
+parse: ParseFn = c_parse if c_parse is not None else _pyparser.parse
 py_parse: ParseFn = _pyparser.parse
 
 __all__ = [

@@ -442,10 +442,6 @@ def _check_references(plan: Plan) -> None:
 
 def load_plan(path: str | Path) -> Plan:
     """Read and validate one plan file; :class:`ConfigError` on any problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(str(path), "(file)", e.strerror or str(e)) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(str(path), "(file)", f"not UTF-8: {e}") from e
-    return parse_plan(text, str(path))
+    from sipcore.config import read_toml_text
+
+    return parse_plan(read_toml_text(path), str(path))
