@@ -235,7 +235,13 @@ class Server:
             try:
                 if await self.store.provisioning_serial() != self.directory.serial:
                     await self._reload_directory()
-                    log.info("provisioning changed: %d devices loaded", len(self.directory))
+                    dropped = self.core.provisioning_changed(wall_ms())
+                    self._pump(self.loop.time())
+                    log.info(
+                        "provisioning changed: %d devices loaded, %d bindings of removed or disabled devices dropped",
+                        len(self.directory),
+                        dropped,
+                    )
             except Exception:
                 log.exception("reloading provisioning failed; will retry")
 

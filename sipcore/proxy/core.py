@@ -138,6 +138,21 @@ class Core:
             deadlines.append(now + max(0, expiry - now_ms) / 1000)
         return min(deadlines) if deadlines else None
 
+    def provisioning_changed(self, now_ms: int) -> int:
+        """Drop the bindings of devices that were removed or disabled since
+        they registered (they can no longer refresh, and calls must not reach
+        them); returns how many went."""
+        gone = []
+        for b in self.location.all():
+            d = self.directory.device_by_id(b.device_id)
+            if d is None:
+                removed = self.location.remove(b.aor, b.key)
+                if removed is not None:
+                    gone.append(removed)
+        if gone:
+            self._bindings_changed((), tuple(gone), now_ms)
+        return len(gone)
+
     def restore_bindings(self, bindings: list[Binding]) -> None:
         """Reload the location table after a restart (no events: already stored)."""
         for b in bindings:

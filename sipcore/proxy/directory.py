@@ -32,12 +32,13 @@ class DeviceCredentials:
 
 
 class Directory:
-    __slots__ = ("_tenants", "_tenant_ids", "_devices", "serial")
+    __slots__ = ("_tenants", "_tenant_ids", "_devices", "_by_id", "serial")
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantInfo] = {}
         self._tenant_ids: dict[int, TenantInfo] = {}
         self._devices: dict[tuple[str, str], DeviceCredentials] = {}
+        self._by_id: dict[int, DeviceCredentials] = {}
         self.serial = -1
 
     def replace(self, tenants: Iterable[TenantInfo], devices: Iterable[DeviceCredentials], serial: int) -> None:
@@ -46,6 +47,7 @@ class Directory:
         self._tenants = by_domain
         self._tenant_ids = {t.id: t for t in by_domain.values()}
         self._devices = {(d.realm.lower(), d.username): d for d in devices}
+        self._by_id = {d.device_id: d for d in self._devices.values() if d.enabled}
         self.serial = serial
 
     def tenant_by_domain(self, domain: str) -> TenantInfo | None:
@@ -61,6 +63,10 @@ class Directory:
     def device(self, realm: str, username: str) -> DeviceCredentials | None:
         d = self._devices.get((realm.lower(), username))
         return d if d is not None and d.enabled else None
+
+    def device_by_id(self, device_id: int) -> DeviceCredentials | None:
+        """An enabled device by id (None when removed or disabled)."""
+        return self._by_id.get(device_id)
 
     def ha1(self, realm: str, username: str, algorithm: str) -> str | None:
         d = self.device(realm, username)

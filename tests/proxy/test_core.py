@@ -235,3 +235,26 @@ def test_bindings_expire_on_timer() -> None:
     core.handle_timer(100.0 + 61, T0_MS + 61_000)
     evs = [e for e in events(core) if isinstance(e, BindingsChanged)]
     assert evs and evs[0].removed[0].aor == "sip:alice@example.com" and len(core.location) == 0
+
+
+def test_bindings_of_disabled_devices_are_dropped_on_reload() -> None:
+    core = make_core()
+    alice, bob = Phone(core), Phone(core, user="bob", password="pw", flow=Flow("udp", "203.0.113.8", 40000, 1))
+    assert alice.register(auth=alice.answer(alice.register())).status == 200
+    assert bob.register(auth=bob.answer(bob.register())).status == 200
+    events(core)
+    d = core.directory
+    keep = [
+        DeviceCredentials(
+            10,
+            1,
+            DOMAIN,
+            "alice",
+            compute_ha1("alice", DOMAIN, "s3cret", "MD5"),
+            compute_ha1("alice", DOMAIN, "s3cret", "SHA-256"),
+        )
+    ]
+    d.replace([TenantInfo(1, DOMAIN, "UTC")], keep, serial=2)  # bob removed
+    assert core.provisioning_changed(T0_MS + 1000) == 1
+    (bc,) = [e for e in events(core) if isinstance(e, BindingsChanged)]
+    assert [b.aor for b in bc.removed] == ["sip:bob@example.com"] and len(core.location) == 1
