@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sipcore import __version__
 from sipcore.config import Config
+from sipcore.errors import SipcoreError
 from sipcore.flow import Flow
 from sipcore.message import parse
 from sipcore.message.headers import parse_name_addr
@@ -48,24 +49,35 @@ def new_id_factory() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):x}"
 
 
+def _storable(text: str) -> str:
+    """Header text as SQLite can store it: bytes that were not UTF-8 (kept by
+    the parser as surrogate escapes) become backslash escapes instead of an
+    encoding error that would stop the writer."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def binding_to_row(b: Binding) -> BindingRow:
     return BindingRow(
-        aor=b.aor,
-        contact=b.contact,
+        aor=_storable(b.aor),
+        contact=_storable(b.contact),
         tenant_id=b.tenant_id,
         device_id=b.device_id,
         expires_ms=b.expires_ms,
         q_milli=b.q_milli,
-        call_id=b.call_id,
+        call_id=_storable(b.call_id),
         cseq=b.cseq,
         flow_transport=b.flow.transport,
         flow_host=b.flow.host,
         flow_port=b.flow.port,
-        flow_conn=b.flow.conn_id,
-        instance=b.instance,
+        # A stream connection does not survive a restart, and its id may be
+        # reused by another peer's connection then: restored flows carry none.
+        flow_conn=b.flow.conn_id if b.flow.transport == "udp" else 0,
+        instance=None if b.instance is None else _storable(b.instance),
         reg_id=b.reg_id,
-        path=b.path or None,
-        user_agent=b.user_agent,
+        path=tuple(_storable(x) for x in b.path) or None,
+        user_agent=None if b.user_agent is None else _storable(b.user_agent),
         updated_ms=b.updated_ms,
     )
 
@@ -132,15 +144,7 @@ class Server:
         self.store: Store | None = None
         self.writer: BatchWriter | None = None
         self.loop = asyncio.get_running_loop()
-        self.core = Core(
-            config,
-            self.directory,
-            secret=secrets.token_bytes(32),
-            new_id=new_id_factory(),
-            random=random.random,
-            nonce_salt=_RandomBytes(),
-            parse=parse,
-        )
+        self.core: Core  # built in start(), once the stored secret is known
         p = config.parser
         self.transports = Transports(
             self.on_message,
@@ -158,6 +162,15 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         self.store = await Store.open(cfg.store.path)
+        self.core = Core(
+            cfg,
+            self.directory,
+            secret=await self.store.server_secret(create=secrets.token_bytes(32)),
+            new_id=new_id_factory(),
+            random=random.random,
+            nonce_salt=_RandomBytes(),
+            parse=parse,
+        )
         if cfg.demo.enabled:
             await self._ensure_demo()
         await self._reload_directory()
@@ -183,17 +196,20 @@ class Server:
 
     async def stop(self) -> None:
         """Stop listening, flush pending writes, close the store (idempotent)."""
-        await self.transports.stop()
-        for t in self._tasks[1:]:
-            t.cancel()
-        if self.writer is not None:
-            await self.writer.stop()
-            self.writer = None
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
-        if self._timer is not None:
-            self._timer.cancel()
+        try:
+            await self.transports.stop()
+            for t in self._tasks[1:]:
+                t.cancel()
+            if self.writer is not None:
+                writer, self.writer = self.writer, None
+                await writer.stop()
+        finally:
+            # Whatever failed above, release the database and the timer.
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.store is not None:
+                store, self.store = self.store, None
+                await store.close()
 
     async def _ensure_demo(self) -> None:
         assert self.store is not None
@@ -278,7 +294,8 @@ class Server:
                 continue
             if type(ev) is BindingsChanged:
                 writer.submit_bindings(
-                    [binding_to_row(b) for b in ev.upserts], [(b.aor, b.contact) for b in ev.removed]
+                    [binding_to_row(b) for b in ev.upserts],
+                    [(_storable(b.aor), _storable(b.contact)) for b in ev.removed],
                 )
             elif type(ev) is UsageRecorded:
                 if ev.mau:
@@ -331,5 +348,8 @@ def run_server(config: Config) -> int:
         asyncio.run(serve(config, addresses=addresses))
     except OSError as e:
         log.error("cannot start: %s", e)
+        return 1
+    except SipcoreError as e:  # e.g. the database cannot be opened or written at shutdown
+        log.error("stopped: %s", e)
         return 1
     return 0

@@ -12,6 +12,7 @@ Two clocks: ``now`` (float seconds, monotonic) drives SIP timers; ``now_ms``
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,18 @@ class UsageRecorded:
 
 
 CoreEvent = BindingsChanged | UsageRecorded
+
+
+def _failure_key(host: str) -> str:
+    """Failed logins are counted per source: an IPv4 address, or an IPv6 /64,
+    since one host usually owns a whole /64 and could otherwise rotate through
+    it for unlimited guesses."""
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.ip_network(host + "/64", strict=False))
+    except ValueError:
+        return host
 
 
 class Core:
@@ -179,8 +192,12 @@ class Core:
                 self._stateless(ev.request, ev.flow, 503, "Service Unavailable", [("Retry-After", "5")])
 
     def _reject_unparsable(self, data: bytes, flow: Flow, e: RemoteProtocolError) -> None:
+        if not data.strip(b"\r\n\x00 \t"):
+            return  # a NAT keepalive (CRLF, NULs, RFC 5626 ping on UDP): nothing to answer or log
         out = error_response(data, e, self._new_id())
-        log.info("%s unparsable message (%s: %s)%s", flow, type(e).__name__, e, "" if out else ", dropped")
+        (log.info if out is not None else log.debug)(
+            "%s unparsable message (%s: %s)%s", flow, type(e).__name__, e, "" if out else ", dropped"
+        )
         if out is not None:
             self._out.append(Outgoing(out, flow))
 
@@ -193,9 +210,15 @@ class Core:
             )
             self.layer.send_stateless(resp, flow)
 
-    def _respond(self, tx: ServerTransaction, resp: Response, now: float) -> None:
+    def _respond(self, tx: ServerTransaction, resp: Response, now: float, *, forget: bool = False) -> None:
+        """Answer through `tx`; with `forget`, keep no state for it afterwards
+        (answers that change nothing: challenges, refusals, OPTIONS), so that
+        unauthenticated traffic cannot fill the transaction table."""
         access.info("%s %s %s -> %d %s", tx.flow, tx.request.method, tx.request.ruri, resp.status, resp.reason)
-        self.layer.respond(tx, resp, now)
+        if forget and not tx.is_invite:
+            self.layer.respond_and_forget(tx, resp, now)
+        else:
+            self.layer.respond(tx, resp, now)
 
     def _top_via(self, req: Request, flow: Flow) -> str | None:
         """The request's top Via with received/rport filled in (RFC 3261 §18.2.1, RFC 3581 §4)."""
@@ -207,16 +230,20 @@ class Core:
             elems = split_commas(first)
             first, rest = elems[0], ", " + ", ".join(elems[1:])
         params = []
-        if req.via_host != flow.host:
-            params.append(f";received={flow.host}")
-        if ";rport" in first.lower():
-            # replace a bare rport with one carrying the source port
-            low = first.lower()
-            i = low.find(";rport")
+        rport = False
+        low = first.lower()
+        i = low.find(";rport")
+        if i >= 0:
             j = i + len(";rport")
             if j == len(first) or first[j] in ";, ":
-                first = first[:i] + first[j:]
-                params.append(f";rport={flow.port}")
+                first = first[:i] + first[j:]  # a bare rport: filled with the source port below
+                rport = True
+        # RFC 3581 §4: with rport the server MUST add received, even when it
+        # equals sent-by; without, only when they differ (RFC 3261 §18.2.1).
+        if rport or req.via_host != flow.host:
+            params.append(f";received={flow.host}")  # IPv6 without brackets: the RFC 3261 grammar
+        if rport:
+            params.append(f";rport={flow.port}")
         return first + "".join(params) + rest
 
     def _response(
@@ -244,15 +271,16 @@ class Core:
                         extra=[("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)],
                     ),
                     now,
+                    forget=True,
                 )
             elif method == "ACK":
                 pass  # an ACK of ours that matched nothing: absorbed (no dialog to pass it to yet)
             else:
-                self._respond(tx, self._response(req, flow, 501, extra=[("Allow", ALLOW)]), now)
+                self._respond(tx, self._response(req, flow, 501, extra=[("Allow", ALLOW)]), now, forget=True)
         except RemoteProtocolError as e:
             # A header the handler needed was malformed (parsed lazily).
             status = e.status or 400
-            self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now)
+            self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now, forget=True)
 
     def _tenant_for_ruri(self, req: Request) -> TenantInfo | None:
         """Tenant named by the Request-URI's host.  Every phone of a tenant
@@ -275,23 +303,25 @@ class Core:
         if tenant is None and to_uri.is_sip:
             tenant = self.directory.tenant_by_domain(to_uri.host)
         if tenant is None or not to_uri.is_sip or to_uri.host_lower != tenant.domain.lower():
-            self._respond(tx, self._response(req, flow, 403, "Unknown Domain"), now)
+            self._respond(tx, self._response(req, flow, 403, "Unknown Domain"), now, forget=True)
             return
-        result = self.auth.check(req, tenant.domain, flow.host, now_ms)
+        result = self.auth.check(req, tenant.domain, _failure_key(flow.host), now_ms)
         if type(result) is not Authenticated:
             if type(result) is Challenge:
                 if result.failed:
                     log.info("%s authentication failed for %s", flow, to_uri.aor())
-                self._respond(tx, self._response(req, flow, result.status, extra=self._challenges(req, result)), now)
+                self._respond(
+                    tx, self._response(req, flow, result.status, extra=self._challenges(req, result)), now, forget=True
+                )
             elif type(result) is Blocked:
-                self._respond(tx, self._response(req, flow, result.status, result.reason), now)
+                self._respond(tx, self._response(req, flow, result.status, result.reason), now, forget=True)
             return
         device = self.directory.device(tenant.domain, result.username)
         if device is None:  # disabled between check and now; answer as for bad credentials
-            self._respond(tx, self._response(req, flow, 403), now)
+            self._respond(tx, self._response(req, flow, 403), now, forget=True)
             return
         if (to_uri.user_unescaped or "") != result.username:
-            self._respond(tx, self._response(req, flow, 403, "Not Allowed To Register This AOR"), now)
+            self._respond(tx, self._response(req, flow, 403, "Not Allowed To Register This AOR"), now, forget=True)
             return
         mau = self.meter.authenticated(tenant.id, device.device_id, now_ms)
         if mau is not None:

@@ -117,6 +117,9 @@ class Registrar:
                 return RegisterOutcome(reply(400, "Stale CSeq"))
             plan.append((key, na, expires))
 
+        # Two Contacts with the same binding key in one REGISTER: the last one
+        # wins (one binding, one stored row).
+        plan = list({key: (key, na, exp) for key, na, exp in plan}.values())
         adds = {key for key, _, exp in plan if exp > 0 and key not in current}
         removes = {key for key, _, exp in plan if exp == 0 and key in current}
         if len(current) + len(adds) - len(removes) > cfg.max_contacts_per_aor:

@@ -243,6 +243,20 @@ class Store(Database):
             row = await _one(db, "SELECT count(*) FROM devices WHERE tenant_id = ? AND enabled = 1", (tenant_id,))
         return int(row[0])
 
+    async def server_secret(self, create: bytes) -> bytes:
+        """The server's persistent secret (digest nonces), stored at first use.
+
+        Nonces must stay verifiable across a restart: with a new secret every
+        phone's next refresh fails as a bad nonce, and phones behind one NAT
+        address then trip the failure block together.  `create` is used only
+        when none is stored yet."""
+        async with self._tx() as db:
+            row = await _one(db, "SELECT value FROM meta WHERE key = 'server_secret'")
+            if row is not None:
+                return bytes.fromhex(str(row[0]))
+            await db.execute("INSERT INTO meta (key, value) VALUES ('server_secret', ?)", (create.hex(),))
+        return create
+
     async def provisioning_serial(self) -> int:
         """Changes with every provisioning change: poll it, reload credentials when it moves."""
         async with self._tx(write=False) as db:

@@ -194,6 +194,11 @@ class BatchWriter:
                 await self.flush()
             except StoreError:
                 pass  # logged by flush(); the batch is pending again and retried after the backoff
+            except Exception:
+                # Anything else is a bug, but the writer must outlive it: a dead
+                # writer would silently stop every later registration from
+                # reaching the disk.
+                log.exception("unexpected error while writing a batch; continuing")
 
     async def flush(self) -> int:
         """Commit everything pending now; returns the number of operations written.

@@ -224,6 +224,20 @@ class TransactionLayer:
             self._now = now
         tx.on_response(self, resp, now)
 
+    def respond_and_forget(self, tx: ServerTransaction, resp: Response, now: float) -> None:
+        """Send a final response and drop the transaction at once.
+
+        For answers that change nothing and cost nothing to repeat (a digest
+        challenge, OPTIONS, a refusal): a retransmitted request is answered
+        afresh instead of from stored state, so a flood of unauthenticated
+        requests holds no memory for Timer J's 32 s (Kamailio's sl_send_reply
+        makes the same trade)."""
+        if tx.is_invite or resp.status < 200:
+            raise LocalProtocolError("respond_and_forget() is for final responses to non-INVITE requests")
+        self.respond(tx, resp, now)
+        if tx.state is not TERMINATED:
+            self._terminate(tx)
+
     def trying(self, tx: ServerTransaction, now: float) -> None:
         """Send 100 Trying on `tx` (§8.2.6.1, §16.2); the TU decides when."""
         self.respond(tx, make_response(tx.request, 100), now)

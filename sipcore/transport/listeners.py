@@ -131,6 +131,8 @@ class Transports:
         conn = self.connections.get(flow.conn_id)
         if conn is None or conn.transport is None or conn.transport.is_closing():
             return False
+        if conn.flow is None or (conn.flow.host, conn.flow.port) != (flow.host, flow.port):
+            return False  # a stale flow whose id now names another peer's connection
         conn.transport.write(data)
         return True
 

@@ -154,20 +154,29 @@ def test_replayed_authorization_is_challenged_not_accepted() -> None:
     assert phone.register(auth=auth).status == 401  # same nonce and nc, new transaction
 
 
-def test_retransmission_absorbed_with_same_response() -> None:
+def test_retransmitted_register_after_200_gets_the_same_200() -> None:
     core = make_core()
     phone = Phone(core)
-    phone.cseq = 0
+    auth = phone.answer(phone.register())
+    phone.cseq += 1
     text = (
-        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKrt1\r\n"
-        "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\nCall-ID: rt\r\n"
-        "CSeq: 1 REGISTER\r\nContact: <sip:alice@10.0.0.7>\r\nContent-Length: 0\r\n\r\n"
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKrt1\r\n"
+        f"From: <sip:alice@{DOMAIN}>;tag=1\r\nTo: <sip:alice@{DOMAIN}>\r\nCall-ID: rt\r\n"
+        f"CSeq: {phone.cseq} REGISTER\r\nContact: <sip:alice@10.0.0.7>\r\nAuthorization: {auth}\r\n"
+        "Content-Length: 0\r\n\r\n"
     )
     core.receive(text.encode(), PHONE, 1.0, T0_MS)
     first = [o.data for o in core.messages_to_send()]
-    core.receive(text.encode(), PHONE, 1.2, T0_MS)
+    core.receive(text.encode(), PHONE, 1.2, T0_MS)  # the retransmission: absorbed, not re-run
     again = [o.data for o in core.messages_to_send()]
-    assert len(first) == 1 and again == first
+    assert len(first) == 1 and parse(first[0]).status == 200 and again == first
+
+
+def test_challenges_keep_no_transaction_state() -> None:
+    core = make_core()
+    phones = [Phone(core, user=f"x{i}") for i in range(50)]
+    assert all(p.register().status == 401 for p in phones)
+    assert len(core.layer) == 0  # an unauthenticated flood holds no memory for Timer J
 
 
 def test_other_users_aor_forbidden_and_unknown_domain() -> None:
@@ -258,3 +267,20 @@ def test_bindings_of_disabled_devices_are_dropped_on_reload() -> None:
     assert core.provisioning_changed(T0_MS + 1000) == 1
     (bc,) = [e for e in events(core) if isinstance(e, BindingsChanged)]
     assert [b.aor for b in bc.removed] == ["sip:bob@example.com"] and len(core.location) == 1
+
+
+def test_rport_always_brings_received_and_keepalives_are_silent() -> None:
+    core = make_core()
+    phone = Phone(core, flow=Flow("udp", "10.0.0.7", 40000, 1))
+    ch = phone.register()  # Via sent-by 10.0.0.7 equals the source address
+    assert ch.vias[0].received == "10.0.0.7" and ch.vias[0].rport == 40000  # RFC 3581 §4
+    for ka in (b"\r\n\r\n", b"\r\n", b"\x00\x00\x00\x00"):
+        core.receive(ka, PHONE, 1.0, T0_MS)
+        assert core.messages_to_send() == []
+
+
+def test_ipv6_failures_counted_per_64() -> None:
+    from sipcore.proxy.core import _failure_key
+
+    assert _failure_key("2001:db8::1") == _failure_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert _failure_key("192.0.2.1") == "192.0.2.1"

@@ -202,3 +202,9 @@ def test_instance_replacement_reports_the_old_contact(reg: Registrar) -> None:
     assert [b.uri for b in out.removed] == ["sip:a@h:5060"] and [b.uri for b in out.upserts] == ["sip:a@h:5070"]
     out = do(reg, register([f"<sip:a@h:5070>;{inst}"], expires=600, call_id="new", cseq=2))
     assert out.removed == []  # a plain refresh deletes nothing
+
+
+def test_same_contact_twice_in_one_register_is_one_binding(reg: Registrar) -> None:
+    out = do(reg, register(["<sip:alice@h:5060>;x=1", "<sip:alice@h:5060>;x=2"], expires=600))
+    assert len(reg.location) == 1 and len(out.upserts) == 1 and out.removed == []
+    assert out.upserts[0].contact.endswith(";x=2")
