@@ -54,8 +54,10 @@ class ServerConfig:
     """host[:port] written into Via/Record-Route/Contact instead of the interface address."""
     log_level: str = "info"
     """debug (one line per message), info (access log), warning, error."""
-    tcp_idle_timeout_s: int = 600
-    """A TCP connection with no traffic for this long is closed."""
+    tcp_idle_timeout_s: int = 3900
+    """A TCP connection with no traffic for this long is closed.  Longer than
+    registrar.max_expires_s: a phone that registered over TCP without
+    keepalives must still be reachable on its connection until it refreshes."""
     max_tcp_connections: int = 10000
     """Connections beyond this are refused."""
     max_transactions: int = 1_000_000

@@ -24,6 +24,7 @@ from sipcore.message.limits import ParserLimits
 log = logging.getLogger("sipcore.transport")
 
 Handler = Callable[[bytes, Flow], None]
+MAX_WRITE_BUFFER = 1 << 20
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -133,6 +134,12 @@ class Transports:
             return False
         if conn.flow is None or (conn.flow.host, conn.flow.port) != (flow.host, flow.port):
             return False  # a stale flow whose id now names another peer's connection
+        if conn.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            # A peer that sends but never reads would make us buffer without
+            # bound: it loses its connection instead.
+            log.warning("%s closed: more than %d bytes unread", conn.flow, MAX_WRITE_BUFFER)
+            conn.transport.abort()
+            return False
         conn.transport.write(data)
         return True
 
