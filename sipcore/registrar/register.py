@@ -52,6 +52,14 @@ def _contact_value(na: NameAddr) -> str:
     return str(shown)
 
 
+def _outbound_applies(req: Request) -> bool:
+    """RFC 5626 §6: reg-id is honoured only when the registrar is the first
+    hop (no Path) or the edge proxy said it does outbound (";ob" on the
+    first Path URI); otherwise the Contact is an ordinary binding."""
+    paths = req.paths
+    return not paths or paths[0].uri.has_param("ob")
+
+
 class Registrar:
     """Applies REGISTER requests to a :class:`LocationService`."""
 
@@ -102,26 +110,28 @@ class Registrar:
             return RegisterOutcome(self._ok(req, aor, now_ms, to_tag, top_via), removed=cleared)
 
         contacts = req.contacts
+        outbound = _outbound_applies(req)
         default = header_expires if header_expires is not None else cfg.default_expires_s
-        plan: list[tuple[str, NameAddr, int]] = []
+        plan: list[tuple[str, NameAddr, int, int | None]] = []
         for na in contacts:
             expires = na.expires
             if expires is None:
                 expires = default
             if 0 < expires < cfg.min_expires_s:
                 return RegisterOutcome(reply(423, extra=[("Min-Expires", str(cfg.min_expires_s))]))
-            key = contact_key(na.uri, na.instance, na.reg_id)
+            reg_id = na.reg_id if outbound and na.instance else None
+            key = contact_key(na.uri, na.instance, reg_id)
             old = current.get(key)
             if old is not None and old.call_id == req.call_id and req.cseq <= old.cseq:
                 # §10.3 step 7: an out-of-order or replayed REGISTER must not roll a binding back.
                 return RegisterOutcome(reply(400, "Stale CSeq"))
-            plan.append((key, na, expires))
+            plan.append((key, na, expires, reg_id))
 
         # Two Contacts with the same binding key in one REGISTER: the last one
         # wins (one binding, one stored row).
-        plan = list({key: (key, na, exp) for key, na, exp in plan}.values())
-        adds = {key for key, _, exp in plan if exp > 0 and key not in current}
-        removes = {key for key, _, exp in plan if exp == 0 and key in current}
+        plan = list({p[0]: p for p in plan}.values())
+        adds = {key for key, _, exp, _ in plan if exp > 0 and key not in current}
+        removes = {key for key, _, exp, _ in plan if exp == 0 and key in current}
         if len(current) + len(adds) - len(removes) > cfg.max_contacts_per_aor:
             return RegisterOutcome(reply(403, "Too Many Registrations"))
         if adds and len(self.location) + len(adds) > self.location.max_bindings:
@@ -131,7 +141,7 @@ class Registrar:
         removed: list[Binding] = []
         path = tuple(req.headers.get_all("Path"))
         user_agent = req.headers.get("User-Agent")
-        for key, na, expires in plan:
+        for key, na, expires, reg_id in plan:
             if expires == 0:
                 gone = self.location.remove(aor, key)
                 if gone is not None:
@@ -151,7 +161,7 @@ class Registrar:
                 device_id=device_id,
                 updated_ms=now_ms,
                 instance=na.instance,
-                reg_id=na.reg_id,
+                reg_id=reg_id,
                 path=path,
                 user_agent=user_agent,
             )
@@ -170,7 +180,7 @@ class Registrar:
         supported = _option_tags(req, "Supported")
         if "path" in supported:
             extra.extend(("Path", p) for p in req.headers.get_all("Path"))
-        if any(b.reg_id is not None for b in bindings) and "outbound" in supported and not req.headers.get("Path"):
-            extra.append(("Require", "outbound"))  # RFC 5626 §6: we act on reg-id as the edge registrar
+        if "outbound" in supported and _outbound_applies(req) and any(b.reg_id is not None for b in bindings):
+            extra.append(("Require", "outbound"))  # RFC 5626 §6: the registrar applied outbound processing
         extra.append(("Date", _http_date(now_ms // 1000)))
         return make_response(req, 200, to_tag=to_tag, extra=extra, top_via=top_via)

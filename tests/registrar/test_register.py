@@ -208,3 +208,29 @@ def test_same_contact_twice_in_one_register_is_one_binding(reg: Registrar) -> No
     out = do(reg, register(["<sip:alice@h:5060>;x=1", "<sip:alice@h:5060>;x=2"], expires=600))
     assert len(reg.location) == 1 and len(out.upserts) == 1 and out.removed == []
     assert out.upserts[0].contact.endswith(";x=2")
+
+
+def test_reg_id_ignored_without_instance_or_behind_a_non_outbound_edge(reg: Registrar) -> None:
+    out = do(reg, register(["<sip:a@h:5060>;reg-id=1"], expires=600, extra="Supported: outbound"))
+    assert out.upserts[0].reg_id is None and out.response.headers.get("Require") is None
+    inst = '+sip.instance="<urn:uuid:2>";reg-id=1'
+    out = do(
+        reg,
+        register(
+            [f"<sip:a@h:5070>;{inst}"],
+            expires=600,
+            call_id="p",
+            extra="Path: <sip:edge.example.net;lr>\r\nSupported: outbound, path",
+        ),
+    )
+    assert out.upserts[0].reg_id is None and out.response.headers.get("Require") is None
+    out = do(
+        reg,
+        register(
+            [f"<sip:a@h:5080>;{inst}"],
+            expires=600,
+            call_id="q",
+            extra="Path: <sip:edge.example.net;lr;ob>\r\nSupported: outbound, path",
+        ),
+    )
+    assert out.upserts[0].reg_id == 1 and out.response.headers.get("Require") == "outbound"
