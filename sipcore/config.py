@@ -60,6 +60,9 @@ class ServerConfig:
     keepalives must still be reachable on its connection until it refreshes."""
     max_tcp_connections: int = 10000
     """Connections beyond this are refused."""
+    max_tcp_connections_per_ip: int = 200
+    """Connections from one address beyond this are refused, so one host cannot
+    take every slot (a NAT'd office needs one per phone)."""
     max_transactions: int = 1_000_000
     """Live SIP transactions; beyond it new requests get 503.  A completed
     UDP REGISTER transaction lives 32 s (Timer J) in about 1.5 KB, so the

@@ -151,6 +151,7 @@ class Server:
             ParserLimits(p.max_message_bytes, p.max_headers, p.max_line_bytes),
             on_closed=self.on_closed,
             max_tcp_connections=config.server.max_tcp_connections,
+            max_tcp_connections_per_ip=config.server.max_tcp_connections_per_ip,
             tcp_idle_timeout_s=config.server.tcp_idle_timeout_s,
         )
         self._timer: asyncio.TimerHandle | None = None

@@ -54,12 +54,20 @@ class _Tcp(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
-        if len(self._t.connections) >= self._t.max_tcp_connections:
-            log.warning("tcp connection from %s:%s refused: %d connections open", host, port, len(self._t.connections))
+        t = self._t
+        if len(t.connections) >= t.max_tcp_connections or t.per_ip.get(host, 0) >= t.max_tcp_connections_per_ip:
+            log.warning(
+                "tcp connection from %s:%s refused: %d open, %d from that address",
+                host,
+                port,
+                len(t.connections),
+                t.per_ip.get(host, 0),
+            )
             transport.close()
             return
-        self.flow = Flow("tcp", host, port, next(self._t.conn_ids))
-        self._t.connections[self.flow.conn_id] = self
+        self.flow = Flow("tcp", host, port, next(t.conn_ids))
+        t.connections[self.flow.conn_id] = self
+        t.per_ip[host] = t.per_ip.get(host, 0) + 1
 
     def data_received(self, data: bytes) -> None:
         if self.flow is None or self.transport is None:
@@ -77,8 +85,14 @@ class _Tcp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flow is not None:
-            self._t.connections.pop(self.flow.conn_id, None)
-            self._t.on_closed(self.flow)
+            t = self._t
+            if t.connections.pop(self.flow.conn_id, None) is not None:
+                left = t.per_ip.get(self.flow.host, 1) - 1
+                if left > 0:
+                    t.per_ip[self.flow.host] = left
+                else:
+                    t.per_ip.pop(self.flow.host, None)
+            t.on_closed(self.flow)
 
 
 class Transports:
@@ -91,12 +105,15 @@ class Transports:
         *,
         on_closed: Callable[[Flow], None] = lambda flow: None,
         max_tcp_connections: int = 10000,
+        max_tcp_connections_per_ip: int = 200,
         tcp_idle_timeout_s: int = 600,
     ) -> None:
         self.handler = handler
         self.on_closed = on_closed
         self.limits = limits
         self.max_tcp_connections = max_tcp_connections
+        self.max_tcp_connections_per_ip = max_tcp_connections_per_ip
+        self.per_ip: dict[str, int] = {}
         self.tcp_idle_timeout_s = tcp_idle_timeout_s
         self.udp: dict[int, _Udp] = {}
         self.servers: list[asyncio.base_events.Server] = []

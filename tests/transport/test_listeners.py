@@ -1,0 +1,48 @@
+"""Real sockets on 127.0.0.1: the TCP per-address cap, framing and replies by flow."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sipcore.config import Listener
+from sipcore.flow import Flow
+from sipcore.message.limits import DEFAULT_LIMITS
+from sipcore.transport.listeners import Transports
+
+OPTIONS = (
+    b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\n"
+    b"From: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.asyncio
+async def test_per_address_cap_and_echo_by_flow() -> None:
+    got: list[tuple[bytes, Flow]] = []
+    transports: Transports
+
+    def handler(data: bytes, flow: Flow) -> None:
+        got.append((data, flow))
+        transports.send(b"pong:" + data[:7], flow)
+
+    transports = Transports(handler, DEFAULT_LIMITS, max_tcp_connections=10, max_tcp_connections_per_ip=2)
+    await transports.start((Listener("tcp", "127.0.0.1", 0),))
+    port = transports.bound[0][1][1]
+    try:
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        assert len(transports.connections) == 2 and transports.per_ip == {"127.0.0.1": 2}
+        third_reader = conns[2][0]
+        assert await asyncio.wait_for(third_reader.read(), 2) == b""  # refused: closed at once
+        reader, writer = conns[0]
+        writer.write(OPTIONS[:30])
+        writer.write(OPTIONS[30:])  # split anywhere: framed back into one message
+        assert await asyncio.wait_for(reader.readexactly(12), 2) == b"pong:OPTIONS"
+        assert got[0][0] == OPTIONS and got[0][1].transport == "tcp"
+        for _, w in conns:
+            w.close()
+        await asyncio.sleep(0.1)
+        assert transports.per_ip == {} and transports.connections == {}
+    finally:
+        await transports.stop()
