@@ -37,7 +37,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        self._t.handler(data, Flow("udp", addr[0], addr[1], self._id))
+        self._t.deliver(data, Flow("udp", addr[0], addr[1], self._id))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp listener %d: %s", self._id, exc)
@@ -76,7 +76,7 @@ class _Tcp(asyncio.Protocol):
         self._framer.receive_data(data)
         while (ev := self._framer.next_event()) is not None:
             if type(ev) is MessageFramed:
-                self._t.handler(ev.data, self.flow)
+                self._t.deliver(ev.data, self.flow)
             elif type(ev) is KeepAlivePing:
                 self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
             elif type(ev) is FramingError:
@@ -92,7 +92,10 @@ class _Tcp(asyncio.Protocol):
                     t.per_ip[self.flow.host] = left
                 else:
                     t.per_ip.pop(self.flow.host, None)
-            t.on_closed(self.flow)
+            try:
+                t.on_closed(self.flow)
+            except Exception:
+                log.exception("%s: error while handling the closed connection", self.flow)
 
 
 class Transports:
@@ -121,6 +124,15 @@ class Transports:
         self.conn_ids = itertools.count(1_000_000)  # above listener ids, so a flow names one thing
         self.bound: list[tuple[Listener, tuple[str, int]]] = []
         self._sweeper: asyncio.Task[None] | None = None
+
+    def deliver(self, data: bytes, flow: Flow) -> None:
+        """Hand one message to the handler.  A bug there must cost that message,
+        not the listener: asyncio closes a transport whose protocol callback
+        raises, which would silently end all service on that socket."""
+        try:
+            self.handler(data, flow)
+        except Exception:
+            log.exception("%s: message dropped after an internal error (%d bytes)", flow, len(data))
 
     async def start(self, listeners: tuple[Listener, ...]) -> None:
         loop = asyncio.get_running_loop()

@@ -46,3 +46,34 @@ async def test_per_address_cap_and_echo_by_flow() -> None:
         assert transports.per_ip == {} and transports.connections == {}
     finally:
         await transports.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_handler_bug_costs_one_message_not_the_socket() -> None:
+    calls = []
+
+    def handler(data: bytes, flow: Flow) -> None:
+        calls.append(data)
+        if data == b"boom":
+            raise RuntimeError("a bug")
+        transports.send(b"ok", flow)
+
+    transports = Transports(handler, DEFAULT_LIMITS)
+    await transports.start((Listener("udp", "127.0.0.1", 0),))
+    port = transports.bound[0][1][1]
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+            received.put_nowait(data)
+
+    tr, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+    try:
+        tr.sendto(b"boom")
+        tr.sendto(b"fine")
+        assert await asyncio.wait_for(received.get(), 2) == b"ok"
+        assert calls == [b"boom", b"fine"]
+    finally:
+        tr.close()
+        await transports.stop()
