@@ -20,27 +20,24 @@ PHONE = Flow("udp", "203.0.113.7", 40000, 1)
 T0_MS = 1_780_000_000_000
 
 
+def device(device_id: int, user: str, password: str) -> DeviceCredentials:
+    return DeviceCredentials(
+        device_id,
+        1,
+        DOMAIN,
+        user,
+        compute_ha1(user, DOMAIN, password, "MD5"),
+        compute_ha1(user, DOMAIN, password, "SHA-256"),
+    )
+
+
 def make_core(config: Config | None = None) -> Core:
     d = Directory()
     d.replace(
         [TenantInfo(1, DOMAIN, "UTC")],
         [
-            DeviceCredentials(
-                10,
-                1,
-                DOMAIN,
-                "alice",
-                compute_ha1("alice", DOMAIN, "s3cret", "MD5"),
-                compute_ha1("alice", DOMAIN, "s3cret", "SHA-256"),
-            ),
-            DeviceCredentials(
-                11,
-                1,
-                DOMAIN,
-                "bob",
-                compute_ha1("bob", DOMAIN, "pw", "MD5"),
-                compute_ha1("bob", DOMAIN, "pw", "SHA-256"),
-            ),
+            device(10, "alice", "s3cret"),
+            device(11, "bob", "pw"),
         ],
         serial=1,
     )
@@ -253,16 +250,7 @@ def test_bindings_of_disabled_devices_are_dropped_on_reload() -> None:
     assert bob.register(auth=bob.answer(bob.register())).status == 200
     events(core)
     d = core.directory
-    keep = [
-        DeviceCredentials(
-            10,
-            1,
-            DOMAIN,
-            "alice",
-            compute_ha1("alice", DOMAIN, "s3cret", "MD5"),
-            compute_ha1("alice", DOMAIN, "s3cret", "SHA-256"),
-        )
-    ]
+    keep = [device(10, "alice", "s3cret")]
     d.replace([TenantInfo(1, DOMAIN, "UTC")], keep, serial=2)  # bob removed
     assert core.provisioning_changed(T0_MS + 1000) == 1
     (bc,) = [e for e in events(core) if isinstance(e, BindingsChanged)]
