@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sipcore.errors import LocalProtocolError
 from sipcore.flow import Flow
 from sipcore.message import Request, Response
+from sipcore.transaction.events import TransactionTimedOut
 
 if TYPE_CHECKING:
     from sipcore.transaction.layer import TransactionLayer
@@ -126,6 +127,19 @@ class Transaction:
         else:
             self._life = None
         self.on_timer(layer, letter, now)
+
+    def _resend(self, layer: TransactionLayer, letter: str, interval: float, now: float) -> None:
+        """A retransmission timer (A, E, G) fired: send the stored bytes again
+        and re-arm it `interval` later (each machine computes its doubling)."""
+        if self._wire is not None:
+            layer._send(self._wire, self.flow)
+        self._rtx_interval = interval
+        self._rtx = layer._arm(self, letter, interval, now)
+
+    def _time_out(self, layer: TransactionLayer) -> None:
+        """Timer B, F or H: Terminated, and the TU is told (§17.1.1.2, §17.1.2.2, §17.2.1)."""
+        layer._emit(TransactionTimedOut(self))  # type: ignore[arg-type]  # only concrete machines arm B/F/H
+        layer._terminate(self)  # type: ignore[arg-type]
 
     # --- per-machine handlers ---------------------------------------------
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:

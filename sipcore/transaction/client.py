@@ -52,7 +52,7 @@ from sipcore.transaction.base import (
     Transitions,
     check_table,
 )
-from sipcore.transaction.events import ResponseReceived, TransactionTimedOut, TransportFailed
+from sipcore.transaction.events import ResponseReceived, TransportFailed
 
 if TYPE_CHECKING:
     from sipcore.transaction.layer import TransactionLayer
@@ -172,13 +172,9 @@ class ClientInviteTransaction(ClientTransaction):
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:
         if letter == "A":
             # §17.1.1.2: resend with doubling intervals while in Calling.
-            if self._wire is not None:
-                layer._send(self._wire, self.flow)
-            interval = self._rtx_interval = 2 * self._rtx_interval
-            self._rtx = layer._arm(self, "A", interval, now)
+            self._resend(layer, "A", 2 * self._rtx_interval, now)
         elif letter == "B":
-            layer._emit(TransactionTimedOut(self))
-            layer._terminate(self)
+            self._time_out(layer)
         else:  # D (Completed) or M (Accepted)
             layer._terminate(self)
 
@@ -234,18 +230,11 @@ class ClientNonInviteTransaction(ClientTransaction):
 
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:
         if letter == "E":
-            if self._wire is not None:
-                layer._send(self._wire, self.flow)
             # §17.1.2.2: MIN(2*E, T2) in Trying; T2 once in Proceeding.
-            if self.state is TRYING:
-                interval = min(2 * self._rtx_interval, layer._t2)
-            else:
-                interval = layer._t2
-            self._rtx_interval = interval
-            self._rtx = layer._arm(self, "E", interval, now)
+            interval = min(2 * self._rtx_interval, layer._t2) if self.state is TRYING else layer._t2
+            self._resend(layer, "E", interval, now)
         elif letter == "F":
-            layer._emit(TransactionTimedOut(self))
-            layer._terminate(self)
+            self._time_out(layer)
         else:  # K
             layer._terminate(self)
 

@@ -59,7 +59,7 @@ from sipcore.transaction.base import (
     Transitions,
     check_table,
 )
-from sipcore.transaction.events import AckReceived, TransactionTimedOut, TransportFailed
+from sipcore.transaction.events import AckReceived, TransportFailed
 
 if TYPE_CHECKING:
     from sipcore.transaction.layer import TransactionLayer
@@ -161,15 +161,9 @@ class ServerInviteTransaction(ServerTransaction):
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:
         if letter == "G":
             # §17.2.1: resend, then wait MIN(2*G, T2).
-            if self._wire is not None:
-                layer._send(self._wire, self.flow)
-            interval = min(2 * self._rtx_interval, layer._t2)
-            self._rtx_interval = interval
-            self._rtx = layer._arm(self, "G", interval, now)
+            self._resend(layer, "G", min(2 * self._rtx_interval, layer._t2), now)
         elif letter == "H":
-            # §17.2.1: the ACK never came: Terminated, and tell the TU.
-            layer._emit(TransactionTimedOut(self))
-            layer._terminate(self)
+            self._time_out(layer)  # §17.2.1: the ACK never came
         else:  # I (Confirmed) or L (Accepted)
             layer._terminate(self)
 
