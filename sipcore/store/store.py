@@ -16,8 +16,9 @@ from typing import Any
 
 import aiosqlite
 
+from sipcore.store.billing import BillingStore
+from sipcore.store.calls import CallsStore
 from sipcore.store.credentials import check_domain, check_password, check_username, ha1_function
-from sipcore.store.db import Database
 from sipcore.store.errors import AlreadyExists, ConstraintViolation, ImportRowError, InvalidValue, NotFound
 from sipcore.store.models import BindingRow, CredentialRow, Device, Tenant
 from sipcore.store.months import check_month, month_bounds_ms, zone
@@ -87,7 +88,7 @@ async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -
         return list(await cur.fetchall())
 
 
-class Store(Database):
+class Store(CallsStore, BillingStore):
     """Provisioning, registrations and usage in one SQLite file.  ``await Store.open(path)``."""
 
     # -- provisioning ------------------------------------------------------

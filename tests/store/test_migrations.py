@@ -22,7 +22,14 @@ TABLES = {
     "usage_mau",
     "usage_gauge",
     "meta",
+    "legs",
+    "trunks",
+    "trunk_prefixes",
+    "dids",
+    "trunk_count_log",
+    "usage_counter",
 }
+MIGRATIONS = [(1, "initial", T0), (2, "calls", T0)]
 
 
 def _tables(path: Path) -> set[str]:
@@ -38,9 +45,9 @@ async def test_fresh_database_gets_every_table_and_a_migration_row(db_path: Path
     await store.close()
     assert db_path.exists(), "open creates the parent directory and the file"
     assert _tables(db_path) == TABLES
-    assert [(s.version, s.name, s.applied_ms) for s in status] == [(1, "initial", T0)]
+    assert [(s.version, s.name, s.applied_ms) for s in status] == MIGRATIONS
     with sqlite3.connect(db_path) as c:
-        assert c.execute("SELECT version, name, applied_ms FROM schema_migrations").fetchall() == [(1, "initial", T0)]
+        assert c.execute("SELECT version, name, applied_ms FROM schema_migrations").fetchall() == MIGRATIONS
         assert c.execute("SELECT value FROM meta WHERE key = 'provisioning_serial'").fetchone() == (0,)
         indexes = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"device_count_log_tenant_at", "bindings_expires", "devices_tenant_enabled"} <= indexes
@@ -57,7 +64,7 @@ async def test_reopen_is_idempotent(db_path: Path, clock: FakeClock) -> None:
     status = await store.migration_status()
     tenants = await store.list_tenants()
     await store.close()
-    assert [s.applied_ms for s in status] == [T0], "not re-applied"
+    assert [s.applied_ms for s in status] == [T0, T0], "not re-applied"
     assert [t.domain for t in tenants] == ["example.com"], "data survives a re-open"
 
 
@@ -92,15 +99,18 @@ async def test_failed_migration_leaves_nothing_behind(
     db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = available_migrations()
-    bad = Migration(2, "broken", "CREATE TABLE half_done (x INTEGER) STRICT;\nINSERT INTO nosuch VALUES (1);")
+    n = len(good) + 1
+    bad = Migration(n, "broken", "CREATE TABLE half_done (x INTEGER) STRICT;\nINSERT INTO nosuch VALUES (1);")
     monkeypatch.setattr(dbmod, "available_migrations", lambda: [*good, bad])
-    with pytest.raises(SchemaError, match="0002_broken"):
+    with pytest.raises(SchemaError, match=f"{n:04d}_broken"):
         await Store.open(db_path, clock=clock)
     monkeypatch.setattr(dbmod, "available_migrations", lambda: good)
     store = await Store.open(db_path, clock=clock)
     status = await store.migration_status()
     await store.close()
-    assert [s.version for s in status] == [1], "0001 committed on its own, 0002 rolled back with its row"
+    assert [s.version for s in status] == [m.version for m in good], (
+        "each committed on its own, the bad one rolled back"
+    )
     assert "half_done" not in _tables(db_path)
 
 
@@ -114,7 +124,9 @@ async def test_database_from_a_newer_sipcore_is_refused(db_path: Path, clock: Fa
     store = await Store.open(db_path, migrate=False, clock=clock)
     status = await store.migration_status()
     await store.close()
-    assert [(s.version, s.known) for s in status] == [(1, True), (999, False)]
+    assert [(s.version, s.known) for s in status] == [(m.version, True) for m in available_migrations()] + [
+        (999, False)
+    ]
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,3 @@
+"""`sipcore rate`, `sipcore invoice ...`, `sipcore alerts`: rating from the store."""
+
+from __future__ import annotations
