@@ -31,24 +31,104 @@ class DeviceCredentials:
     enabled: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkInfo:
+    """A connection to a carrier or another PBX (METERING.md "Trunk")."""
+
+    id: int
+    tenant_id: int
+    name: str
+    host: str
+    port: int
+    transport: str = "udp"
+    prefixes: tuple[str, ...] = ()
+    codecs: tuple[str, ...] = ()  # encoding names, upper case; () = any
+    username: str | None = None
+    password: str | None = None
+    register: bool = False
+    priority: int = 100
+    allow_transit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DidInfo:
+    """An inbound number: a call from a trunk to `number` rings the device."""
+
+    number: str
+    tenant_id: int
+    device_id: int
+    trunk_id: int | None = None  # None: from any trunk of the tenant
+
+
 class Directory:
-    __slots__ = ("_tenants", "_tenant_ids", "_devices", "_by_id", "serial")
+    __slots__ = ("_tenants", "_tenant_ids", "_devices", "_by_id", "_trunks", "_by_source", "_dids", "serial")
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantInfo] = {}
         self._tenant_ids: dict[int, TenantInfo] = {}
         self._devices: dict[tuple[str, str], DeviceCredentials] = {}
         self._by_id: dict[int, DeviceCredentials] = {}
+        self._trunks: dict[int, TrunkInfo] = {}
+        self._by_source: dict[str, list[TrunkInfo]] = {}
+        self._dids: dict[str, DidInfo] = {}
         self.serial = -1
 
-    def replace(self, tenants: Iterable[TenantInfo], devices: Iterable[DeviceCredentials], serial: int) -> None:
+    def replace(
+        self,
+        tenants: Iterable[TenantInfo],
+        devices: Iterable[DeviceCredentials],
+        serial: int,
+        trunks: Iterable[TrunkInfo] = (),
+        dids: Iterable[DidInfo] = (),
+    ) -> None:
         """Swap in a fresh snapshot (built off the packet path, installed in one step)."""
         by_domain = {t.domain.lower(): t for t in tenants}
         self._tenants = by_domain
         self._tenant_ids = {t.id: t for t in by_domain.values()}
         self._devices = {(d.realm.lower(), d.username): d for d in devices}
         self._by_id = {d.device_id: d for d in self._devices.values() if d.enabled}
+        self._trunks = {t.id: t for t in trunks}
+        by_source: dict[str, list[TrunkInfo]] = {}
+        for t in self._trunks.values():
+            by_source.setdefault(t.host.lower(), []).append(t)
+        self._by_source = by_source
+        self._dids = {d.number: d for d in dids}
         self.serial = serial
+
+    # -- trunks --------------------------------------------------------------
+    def trunk(self, trunk_id: int) -> TrunkInfo | None:
+        return self._trunks.get(trunk_id)
+
+    def trunks(self) -> list[TrunkInfo]:
+        return list(self._trunks.values())
+
+    def trunk_by_source(self, host: str, port: int) -> TrunkInfo | None:
+        """The trunk a request came from, recognised by source address: the
+        trunk at exactly host:port, else the only trunk at that host (carriers
+        often send from another port than the one they listen on)."""
+        candidates = self._by_source.get(host.lower())
+        if not candidates:
+            return None
+        for t in candidates:
+            if t.port == port:
+                return t
+        return candidates[0] if len(candidates) == 1 else None
+
+    def routes(self, tenant_id: int, number: str) -> list[TrunkInfo]:
+        """The tenant's trunks whose prefix matches `number`, best first:
+        longest matching prefix, then lowest priority value, then id."""
+        ranked = []
+        for t in self._trunks.values():
+            if t.tenant_id != tenant_id:
+                continue
+            best = max((len(p) for p in t.prefixes if number.startswith(p)), default=-1)
+            if best >= 0:
+                ranked.append((-best, t.priority, t.id, t))
+        ranked.sort(key=lambda r: r[:3])
+        return [r[3] for r in ranked]
+
+    def did(self, number: str) -> DidInfo | None:
+        return self._dids.get(number)
 
     def tenant_by_domain(self, domain: str) -> TenantInfo | None:
         return self._tenants.get(domain.lower())
