@@ -7,6 +7,7 @@ every failure is a :class:`~sipcore.store.errors.StoreError`.
 
 from __future__ import annotations
 
+from sipcore.store.calls import CounterRow, Did, LegRow, Trunk
 from sipcore.store.db import MigrationState, available_migrations
 from sipcore.store.errors import (
     AlreadyExists,
@@ -29,11 +30,14 @@ __all__ = [
     "BatchWriter",
     "BindingRow",
     "ConstraintViolation",
+    "CounterRow",
     "CredentialRow",
     "Device",
+    "Did",
     "GaugeRow",
     "ImportRowError",
     "InvalidValue",
+    "LegRow",
     "MauRow",
     "MigrationState",
     "NotFound",
@@ -43,6 +47,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Tenant",
+    "Trunk",
     "available_migrations",
     "month_bounds_ms",
     "month_of",

@@ -16,8 +16,9 @@ from typing import Any
 
 import aiosqlite
 
+from sipcore.metering.legs import LegRecord
 from sipcore.store.billing import BillingStore
-from sipcore.store.calls import CallsStore
+from sipcore.store.calls import CallsStore, CounterRow, count_peak
 from sipcore.store.credentials import check_domain, check_password, check_username, ha1_function
 from sipcore.store.errors import AlreadyExists, ConstraintViolation, ImportRowError, InvalidValue, NotFound
 from sipcore.store.models import BindingRow, CredentialRow, Device, Tenant
@@ -315,8 +316,13 @@ class Store(CallsStore, BillingStore):
         deletes: Sequence[tuple[str, str]],
         mau: Sequence[MauRow],
         gauges: Sequence[GaugeRow],
+        legs: Sequence[LegRecord] = (),
+        counters: Sequence[CounterRow] = (),
     ) -> None:
-        """Everything a BatchWriter flush holds, in ONE transaction (executemany per kind)."""
+        """Everything a BatchWriter flush holds, in ONE transaction (executemany per kind).
+
+        All or nothing: counter increments are not idempotent, so a batch that
+        fails rolls back as a whole and its retry adds each increment once."""
         try:
             binding_params = [_binding_params(b) for b in upserts]
         except (TypeError, ValueError, AttributeError) as e:  # e.g. a path that is not a list of strings
@@ -330,34 +336,31 @@ class Store(CallsStore, BillingStore):
                 await db.executemany(_UPSERT_MAU, mau)
             if gauges:
                 await db.executemany(_UPSERT_GAUGE, gauges)
+            if legs:
+                await self.apply_legs(db, legs)
+            if counters:
+                await self.apply_counters(db, counters)
 
-    async def usage(self, domain: str, month: str) -> dict[str, int]:
+    async def usage(self, domain: str, month: str) -> dict[str, int | str]:
         """The month's metered values of a tenant, by METERING.md name.
 
-        ``devices.provisioned.peak`` = max(count in force at the month's start,
-        every count logged inside the month); months are in the tenant's zone.
+        ``devices.provisioned.peak`` (and ``trunks.provisioned.peak``) =
+        max(count in force at the month's start, every count logged inside the
+        month); months are in the tenant's zone.  Minutes are decimal strings
+        with 3 decimals (display; rating rounds per leg from the ``*.ms``
+        values); everything else is an int.
         """
         check_month(month)
         async with self._tx(write=False) as db:
             t = await self._tenant_in(db, check_domain(domain))
             start, end = month_bounds_ms(month, t.timezone)
-            # The count in force at the start: the last change before it (rowid orders a shared ms).
-            before = await _one(
-                db,
-                "SELECT count FROM device_count_log WHERE tenant_id = ? AND at_ms < ?"
-                " ORDER BY at_ms DESC, rowid DESC LIMIT 1",
-                (t.id, start),
-            )
-            inside = await _one(
-                db,
-                "SELECT max(count) FROM device_count_log WHERE tenant_id = ? AND at_ms >= ? AND at_ms < ?",
-                (t.id, start, end),
-            )
+            peak = await count_peak(db, "device_count_log", t.id, start, end)
             mau = await _one(db, "SELECT count(*) FROM usage_mau WHERE tenant_id = ? AND month = ?", (t.id, month))
             gauges = await _all(
                 db, "SELECT metric, value FROM usage_gauge WHERE tenant_id = ? AND month = ?", (t.id, month)
             )
-        peak = max(before[0] if before else 0, inside[0] if inside[0] is not None else 0)
-        out = {METRIC_DEVICES_PEAK: int(peak), METRIC_MAU: int(mau[0]), METRIC_CONNECTIONS_PEAK: 0}
+            calls = await self._calls_usage(db, t.id, month, start, end)
+        out: dict[str, int | str] = {METRIC_DEVICES_PEAK: peak, METRIC_MAU: int(mau[0]), METRIC_CONNECTIONS_PEAK: 0}
         out.update((str(m), int(v)) for m, v in gauges)
+        out.update(calls)
         return out

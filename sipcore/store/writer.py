@@ -6,8 +6,11 @@ I/O.  A task running :meth:`BatchWriter.run` commits what accumulated every
 
 Coalescing: pending operations are keyed by what they write, so a batch holds
 at most one operation per key: the last upsert or delete of an (aor, contact)
-wins; a device's MAU row keeps the earliest first_ms; a gauge keeps its max.
-A REGISTER refresh storm therefore costs one row per binding per interval.
+wins; a device's MAU row keeps the earliest first_ms; a gauge keeps its max;
+a leg keeps its newest snapshot, except that an ended snapshot is final (as
+in the table: the first ended snapshot of a leg is the one that counts); a
+counter's increments are summed.  A REGISTER refresh storm therefore costs
+one row per binding per interval.
 
 Bounds: past ``flush_at`` distinct pending keys the next flush starts at once;
 at ``max_pending`` (counting the batch being written) an operation on a *new*
@@ -20,6 +23,9 @@ operations and retried with exponential backoff; each failure is logged.
 A batch the database refuses as invalid (a constraint: a caller's bug) is
 retried one operation at a time so that one bad row cannot block the rest;
 the rejected operations are logged one by one and counted in :attr:`rejected`.
+Counter increments are the one write that is not idempotent: a batch is one
+transaction (all or nothing), and one written alone leaves the batch as soon
+as it commits, so a retry never adds an increment twice.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sipcore.metering.legs import LegRecord
+from sipcore.store.calls import CounterRow
 from sipcore.store.errors import ConstraintViolation, StoreClosed, StoreError
 from sipcore.store.models import BindingRow
 from sipcore.store.store import GaugeRow, MauRow, Store
@@ -38,6 +46,23 @@ log = logging.getLogger(__name__)
 BindingKey = tuple[str, str]
 MauKey = tuple[int, str, int]
 GaugeKey = tuple[int, str, str]
+CounterKey = tuple[int, str, str]
+
+
+def _progress(r: LegRecord) -> tuple[int, int]:
+    """How far a snapshot got: its latest known-alive moment, then its answered time so far."""
+    if r.segment_start_ms is not None:
+        at = r.segment_start_ms
+    else:
+        at = r.answer_ms if r.answer_ms is not None else r.setup_ms
+    return at, r.voice_ms + r.video_ms
+
+
+def _supersedes(new: LegRecord, old: LegRecord) -> bool:
+    """Whether snapshot `new` (submitted after `old`) replaces it; the table's upsert rule."""
+    if old.end_ms is not None:
+        return False  # ended is final
+    return new.end_ms is not None or _progress(new) >= _progress(old)
 
 
 @dataclass
@@ -48,9 +73,13 @@ class _Batch:
     """(tenant_id, month, device_id) -> first_ms (the earliest)."""
     gauges: dict[GaugeKey, tuple[int, int]] = field(default_factory=dict)
     """(tenant_id, month, metric) -> (value, at_ms) (the max)."""
+    legs: dict[str, LegRecord] = field(default_factory=dict)
+    """leg_id -> the snapshot to upsert."""
+    counters: dict[CounterKey, int] = field(default_factory=dict)
+    """(tenant_id, month, metric) -> the sum of the increments."""
 
     def __len__(self) -> int:
-        return len(self.bindings) + len(self.mau) + len(self.gauges)
+        return len(self.bindings) + len(self.mau) + len(self.gauges) + len(self.legs) + len(self.counters)
 
     def merge_older(self, older: _Batch) -> None:
         """Put back a batch that failed: it is older than everything in self."""
@@ -62,6 +91,12 @@ class _Batch:
             cur = self.gauges.get(gk)
             if cur is None or g[0] > cur[0]:
                 self.gauges[gk] = g
+        for lk, leg in older.legs.items():
+            newer = self.legs.get(lk)
+            if newer is None or not _supersedes(newer, leg):
+                self.legs[lk] = leg
+        for ck, delta in older.counters.items():
+            self.counters[ck] = self.counters.get(ck, 0) + delta
 
     def discard(self, other: _Batch) -> None:
         for k in other.bindings:
@@ -70,19 +105,29 @@ class _Batch:
             self.mau.pop(m, None)
         for g in other.gauges:
             self.gauges.pop(g, None)
+        for lk in other.legs:
+            self.legs.pop(lk, None)
+        for ck in other.counters:
+            self.counters.pop(ck, None)
 
     def split(self) -> list[_Batch]:
         """One batch per operation (to isolate a row the database refuses)."""
         out = [_Batch(bindings={k: v}) for k, v in self.bindings.items()]
         out += [_Batch(mau={k: v}) for k, v in self.mau.items()]
-        return out + [_Batch(gauges={k: v}) for k, v in self.gauges.items()]
+        out += [_Batch(gauges={k: v}) for k, v in self.gauges.items()]
+        out += [_Batch(legs={k: v}) for k, v in self.legs.items()]
+        return out + [_Batch(counters={k: v}) for k, v in self.counters.items()]
 
     async def write(self, store: Store) -> None:
         upserts = [b for b in self.bindings.values() if b is not None]
         deletes = [k for k, b in self.bindings.items() if b is None]
         mau: list[MauRow] = [(t, m, d, first) for (t, m, d), first in self.mau.items()]
         gauges: list[GaugeRow] = [(t, m, name, v, at) for (t, m, name), (v, at) in self.gauges.items()]
-        await store.apply_batch(upserts, deletes, mau, gauges)
+        counters: list[CounterRow] = [(t, m, name, d) for (t, m, name), d in self.counters.items()]
+        if self.legs or counters:
+            await store.apply_batch(upserts, deletes, mau, gauges, list(self.legs.values()), counters)
+        else:
+            await store.apply_batch(upserts, deletes, mau, gauges)
 
 
 class BatchWriter:
@@ -175,6 +220,31 @@ class BatchWriter:
         for row in rows:
             self.submit_gauge(*row)
 
+    def submit_legs(self, records: Iterable[LegRecord]) -> None:
+        """Queue leg snapshots by leg_id: a newer one replaces the pending one,
+        except that an ended snapshot is final (never replaced)."""
+        pend = self._pending.legs
+        for rec in records:
+            old = pend.get(rec.leg_id)
+            if self._admit(old is not None) and (old is None or _supersedes(rec, old)):
+                pend[rec.leg_id] = rec
+
+    def submit_counter(self, tenant_id: int, month: str, metric: str, delta: int) -> None:
+        """Queue an increment of a counted metric (messages, signaling.bytes_out);
+        the increments of a key are summed.  A negative or non-integer delta is
+        a caller's bug: logged, counted in :attr:`rejected`, not queued."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
+            self.rejected += 1
+            log.error("store writer: counter increment rejected: %r", (tenant_id, month, metric, delta))
+            return
+        if delta == 0:
+            return
+        key = (tenant_id, month, metric)
+        pend = self._pending.counters
+        old = pend.get(key)
+        if self._admit(old is not None):
+            pend[key] = delta if old is None else old + delta
+
     # -- the flushing task -------------------------------------------------
 
     async def run(self) -> None:
@@ -214,11 +284,13 @@ class BatchWriter:
             try:
                 try:
                     await batch.write(self._store)
+                    written = len(batch)
+                    self.written += written
                 except ConstraintViolation as e:
                     log.error(
                         "store writer: batch of %d refused (%s); writing it one operation at a time", len(batch), e
                     )
-                    await self._write_isolated(batch)
+                    written = await self._write_isolated(batch)
             except StoreError as e:
                 self._failures += 1
                 self._pending.merge_older(batch)
@@ -232,19 +304,20 @@ class BatchWriter:
             finally:
                 self._inflight = 0
             self._failures = 0
-            self.written += len(batch)
             if self._episode_drops:
                 log.warning("store writer: writing again; %d operations were dropped", self._episode_drops)
                 self._episode_drops = 0
-            return len(batch)
+            return written
 
-    async def _write_isolated(self, batch: _Batch) -> None:
+    async def _write_isolated(self, batch: _Batch) -> int:
         """Write each operation alone; log and count those refused as invalid.
 
-        A transient failure stops the loop: the operations not yet written are
-        put back by the caller (re-writing those already committed is harmless:
-        every write here is an idempotent upsert or delete).
+        Each operation leaves `batch` once committed or rejected, so on a
+        transient failure (which stops the loop) the caller puts back only the
+        operations not yet written: counter increments are not idempotent.
+        Returns the number written.
         """
+        written = 0
         for one in batch.split():
             try:
                 await one.write(self._store)
@@ -252,6 +325,11 @@ class BatchWriter:
                 self.rejected += 1
                 log.error("store writer: operation rejected and not written: %r: %s", one, e)
                 batch.discard(one)
+            else:  # committed: must not be put back (a counter would count twice)
+                batch.discard(one)
+                self.written += 1
+                written += 1
+        return written
 
     async def stop(self, retries: int = 3) -> None:
         """Stop :meth:`run` and flush until nothing is pending (retrying a few times).

@@ -12,6 +12,21 @@ from sipcore.store import ConstraintViolation, NotFound, Store, month_bounds_ms
 from .conftest import FakeClock
 
 DAY = 86_400_000
+EMPTY = {
+    "devices.provisioned.peak": 0,
+    "mau": 0,
+    "connections.peak": 0,
+    "trunks.provisioned.peak": 0,
+    "voice.minutes": "0.000",
+    "video.minutes": "0.000",
+    "transcoding.minutes": "0.000",
+    "voice.ms": 0,
+    "video.ms": 0,
+    "transcoding.ms": 0,
+    "legs": 0,
+    "messages": 0,
+    "signaling.bytes_out": 0,
+}
 
 
 async def _log(db: Store) -> list[tuple[int, int]]:
@@ -126,9 +141,9 @@ async def test_gauges_only_rise(db: Store, db_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_usage_reports_the_metering_names(db: Store) -> None:
     t = await db.add_tenant("example.com")
-    await db.record_gauges([(t.id, "2025-03", "messages", 3, 1)])
+    await db.record_counters([(t.id, "2025-03", "messages", 3)])
     usage = await db.usage("example.com", "2025-03")
-    assert usage == {"devices.provisioned.peak": 0, "mau": 0, "connections.peak": 0, "messages": 3}
+    assert usage == {**EMPTY, "messages": 3}
     with pytest.raises(NotFound):
         await db.usage("nosuch.example.com", "2025-03")
 
@@ -140,4 +155,4 @@ async def test_counts_must_be_integers_and_months_well_formed(db: Store) -> None
         await db.record_gauges([(t.id, "2025-03", "connections.peak", 1.5, 1)])  # type: ignore[list-item]
     with pytest.raises(ConstraintViolation):
         await db.record_mau([(t.id, "March", 1, 1)])
-    assert await db.usage("example.com", "2025-03") == {"devices.provisioned.peak": 0, "mau": 0, "connections.peak": 0}
+    assert await db.usage("example.com", "2025-03") == EMPTY

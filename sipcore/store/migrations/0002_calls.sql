@@ -52,7 +52,7 @@ CREATE INDEX legs_open ON legs (end_ms) WHERE end_ms IS NULL;
 CREATE TABLE trunks (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id     INTEGER NOT NULL REFERENCES tenants (id),
-    name          TEXT    NOT NULL,
+    name          TEXT    NOT NULL COLLATE NOCASE,  -- operators type names in any case
     host          TEXT    NOT NULL,
     port          INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
     transport     TEXT    NOT NULL DEFAULT 'udp' CHECK (transport IN ('udp', 'tcp')),
@@ -69,12 +69,14 @@ CREATE TABLE trunks (
 ) STRICT;
 
 CREATE INDEX trunks_tenant ON trunks (tenant_id);
-CREATE INDEX trunks_source ON trunks (host, port);
+-- Unique: inbound calls are attributed to a trunk (and so to a tenant) by
+-- source address, so two trunks at one host:port would be indistinguishable.
+CREATE UNIQUE INDEX trunks_source ON trunks (host, port);
 
 -- Dial plan: a number matching prefix goes to the trunk (longest prefix first, then priority).
 CREATE TABLE trunk_prefixes (
     trunk_id INTEGER NOT NULL REFERENCES trunks (id) ON DELETE CASCADE,
-    prefix   TEXT    NOT NULL CHECK (prefix GLOB '*' AND prefix NOT GLOB '*[^0-9+*#]*'),
+    prefix   TEXT    NOT NULL CHECK (prefix GLOB '?*' AND prefix NOT GLOB '*[^0-9+*#]*'),
     PRIMARY KEY (trunk_id, prefix)
 ) STRICT, WITHOUT ROWID;
 
