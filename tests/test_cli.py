@@ -344,14 +344,29 @@ def test_usage_table_and_json(db: list[str], capsys: pytest.CaptureFixture[str])
     assert json.loads(out) == {
         "tenant": "example.com",
         "month": month,
-        "metrics": {"devices.provisioned.peak": 1, "mau": 1, "connections.peak": 4},
+        "metrics": {
+            "devices.provisioned.peak": 1,
+            "mau": 1,
+            "connections.peak": 4,
+            "trunks.provisioned.peak": 0,
+            "voice.minutes": "0.000",
+            "video.minutes": "0.000",
+            "transcoding.minutes": "0.000",
+            "voice.ms": 0,
+            "video.ms": 0,
+            "transcoding.ms": 0,
+            "legs": 0,
+            "messages": 0,
+            "signaling.bytes_out": 0,
+        },
     }
     code, out = run("usage", "--tenant", "example.com", "--month", month, *db)
     assert code == 0 and out.splitlines()[0] == f"tenant example.com, month {month}"
-    assert {tuple(ln.split()) for ln in out.splitlines()[2:]} == {
+    assert {tuple(ln.split()) for ln in out.splitlines()[2:]} >= {
         ("devices.provisioned.peak", "1"),
         ("mau", "1"),
         ("connections.peak", "4"),
+        ("voice.minutes", "0.000"),
     }
     assert run("usage", "--tenant", "nosuch.example", "--month", month, *db)[0] == 1
     assert "no tenant" in one_error_line(capsys)
