@@ -175,6 +175,29 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    forking: str = "parallel"
+    """How a call to a user with several bindings is forked: "parallel" (all
+    at once, the first answer wins) or "serial" (one at a time, highest q first)."""
+    max_call_duration_s: int = 14400
+    """A call still up after this long is ended by the proxy with BYE to both
+    sides (0: no limit)."""
+    max_dialogs: int = 200_000
+    """Bound on the table of timed dialogs (session timers, maximum duration)."""
+    heartbeat_s: int = 5
+    """How often the server stamps its liveness in the store; after a crash the
+    calls left open are closed at the last stamp."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errs = []
+        if self.forking not in ("parallel", "serial"):
+            errs.append(("forking", 'must be "parallel" or "serial"'))
+        if not 1 <= self.heartbeat_s <= 300:
+            errs.append(("heartbeat_s", "must be 1-300"))
+        return errs
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     enabled: bool = True
     """Create the demo tenant and device at start when missing."""
@@ -194,6 +217,7 @@ class Config:
     parser: ParserConfig = field(default_factory=ParserConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     auth: AuthSection = field(default_factory=AuthSection)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     source: str = ""
     """Where this configuration was read from (not a TOML key)."""

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sipcore.auth import Authenticated, Blocked, Challenge, DigestAuthenticator
 from sipcore.config import Config
@@ -24,24 +25,33 @@ from sipcore.flow import Flow
 from sipcore.message import Request, Response, make_response
 from sipcore.message.grammar import split_commas
 from sipcore.message.limits import ParserLimits
-from sipcore.metering import GaugeRecord, MauRecord, RegistrationMeter
+from sipcore.metering import GaugeRecord, LegRecord, MauRecord, RegistrationMeter
+from sipcore.proxy.calls import CallProxy, CounterRecorded
 from sipcore.proxy.directory import Directory, TenantInfo
+from sipcore.proxy.routing import ProxyAddress, RouteSigner
 from sipcore.proxy.stateless import error_response
 from sipcore.registrar import Binding, LocationService, Registrar
 from sipcore.transaction import (
+    AckReceived,
+    ClientTransaction,
     Outgoing,
     Overloaded,
     RequestReceived,
+    ResponseReceived,
     ServerTransaction,
     TimerConfig,
     TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
 )
 
 log = logging.getLogger("sipcore.core")
 access = logging.getLogger("sipcore.access")
 
-ALLOW = "REGISTER, OPTIONS, ACK, CANCEL"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE"
 SUPPORTED = "path, outbound"
+DEFAULT_ADDRESSES = (ProxyAddress("udp", "127.0.0.1", 5060), ProxyAddress("tcp", "127.0.0.1", 5060))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +66,17 @@ class UsageRecorded:
     gauges: tuple[GaugeRecord, ...] = ()
 
 
-CoreEvent = BindingsChanged | UsageRecorded
+@dataclass(frozen=True, slots=True)
+class LegsRecorded:
+    legs: tuple[LegRecord, ...]
+
+
+CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded
+
+
+_PROXIED = frozenset(
+    ("INVITE", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE")
+)
 
 
 def _failure_key(host: str) -> str:
@@ -82,12 +102,16 @@ class Core:
         random: Callable[[], float],
         nonce_salt: Callable[[], bytes],
         parse: Callable[..., Request | Response],
+        addresses: tuple[ProxyAddress, ...] = DEFAULT_ADDRESSES,
     ) -> None:
         from sipcore.auth import AuthConfig
 
         self.config = config
         self.directory = directory
         self._new_id = new_id
+        self.new_id = new_id
+        self.addresses = addresses
+        """Where this proxy is reached, per transport (Via, Record-Route, loop detection)."""
         self._parse = parse
         self._limits = ParserLimits(
             config.parser.max_message_bytes, config.parser.max_headers, config.parser.max_line_bytes
@@ -119,6 +143,7 @@ class Core:
         self._events: list[CoreEvent] = []
         self._out: list[Outgoing] = []
         self._clock = (0.0, 0)
+        self.proxy = CallProxy(self, RouteSigner(secret))
 
     # --- input ----------------------------------------------------------------
     def receive(self, data: bytes, flow: Flow, now: float, now_ms: int) -> None:
@@ -138,13 +163,15 @@ class Core:
         self._clock = (now, now_ms)
         self.layer.handle_timer(now)
         self._drain_layer(now, now_ms)
+        self.proxy.handle_timer(now, now_ms)
+        self._drain_layer(now, now_ms)
         gone = self.location.expire(now_ms)
         if gone:
             self._bindings_changed((), tuple(gone), now_ms)
 
     def next_timer(self) -> float | None:
         """Earliest deadline on the monotonic clock."""
-        deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
+        deadlines = [d for d in (self.layer.next_timer(), self.proxy.next_timer()) if d is not None]
         expiry = self.location.next_expiry()
         if expiry is not None:
             now, now_ms = self._clock
@@ -182,14 +209,52 @@ class Core:
     def next_event(self) -> CoreEvent | None:
         return self._events.pop(0) if self._events else None
 
+    # --- services for the proxy ------------------------------------------------------
+    failure_key = staticmethod(_failure_key)
+
+    def emit_legs(self, legs: tuple[LegRecord, ...]) -> None:
+        if legs:
+            self._events.append(LegsRecorded(legs))
+
+    def emit_counter(self, rec: CounterRecorded) -> None:
+        self._events.append(rec)
+
+    def device_authenticated(self, tenant_id: int, device_id: int, now_ms: int) -> None:
+        mau = self.meter.authenticated(tenant_id, device_id, now_ms)
+        if mau is not None:
+            self._events.append(UsageRecorded(mau=(mau,)))
+
+    def message_refused(self, tenant_id: int, now_ms: int) -> str | None:
+        """The reason a MESSAGE of this tenant is over its plan's limit, else None."""
+        return None
+
+    def shutdown(self, now_ms: int) -> None:
+        """Clean stop: calls still up are closed (their legs end now)."""
+        self.proxy.shutdown(now_ms)
+
     # --- dispatch -----------------------------------------------------------------
     def _drain_layer(self, now: float, now_ms: int) -> None:
         layer = self.layer
+        proxy = self.proxy
         while (ev := layer.next_event()) is not None:
-            if type(ev) is RequestReceived:
-                self._on_request(ev.tx, ev.request, ev.flow, now, now_ms)
-            elif type(ev) is Overloaded:
-                self._stateless(ev.request, ev.flow, 503, "Service Unavailable", [("Retry-After", "5")])
+            e: Any = ev  # narrowed by the exact type tests below
+            t = type(e)
+            if t is RequestReceived:
+                self._on_request(e.tx, e.request, e.flow, now, now_ms)
+            elif t is ResponseReceived:
+                proxy.on_response(e.tx, e.response, now, now_ms)
+            elif t is AckReceived:
+                proxy.on_ack(e.request, e.flow)
+            elif t is TransactionTerminated:
+                proxy.on_terminated(e.tx)
+            elif t is TransactionTimedOut:
+                if isinstance(e.tx, ClientTransaction):
+                    proxy.on_timeout(e.tx, now, now_ms)
+            elif t is TransportFailed:
+                if isinstance(e.tx, ClientTransaction):
+                    proxy.on_transport_failed(e.tx, now, now_ms)
+            elif t is Overloaded:
+                self._stateless(e.request, e.flow, 503, "Service Unavailable", [("Retry-After", "5")])
 
     def _reject_unparsable(self, data: bytes, flow: Flow, e: RemoteProtocolError) -> None:
         if not data.strip(b"\r\n\x00 \t"):
@@ -261,7 +326,7 @@ class Core:
         try:
             if method == "REGISTER":
                 self._on_register(tx, req, flow, now, now_ms)
-            elif method == "OPTIONS":
+            elif method == "OPTIONS" and self._for_server(req):
                 self._respond(
                     tx,
                     self._response(
@@ -273,14 +338,22 @@ class Core:
                     now,
                     forget=True,
                 )
-            elif method == "ACK":
-                pass  # an ACK of ours that matched nothing: absorbed (no dialog to pass it to yet)
+            elif method in _PROXIED:
+                self.proxy.on_request(tx, req, flow, now, now_ms)
             else:
                 self._respond(tx, self._response(req, flow, 501, extra=[("Allow", ALLOW)]), now, forget=True)
         except RemoteProtocolError as e:
             # A header the handler needed was malformed (parsed lazily).
             status = e.status or 400
             self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now, forget=True)
+
+    def _for_server(self, req: Request) -> bool:
+        """OPTIONS for the server itself (a keepalive, a trunk's probe): no user
+        part and no dialog; anything else is proxied."""
+        if req.to_tag is not None or req.headers.get("Route"):
+            return False
+        uri = req.uri
+        return not uri.is_sip or not uri.user
 
     def _tenant_for_ruri(self, req: Request) -> TenantInfo | None:
         """Tenant named by the Request-URI's host.  Every phone of a tenant

@@ -205,9 +205,9 @@ def test_options_answered_and_unknown_methods_501() -> None:
     )
     assert r.status == 200 and "REGISTER" in (r.headers.get("Allow") or "")
     (r,) = phone.send(
-        "SUBSCRIBE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKs1\r\n"
+        "PUBLISH sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKs1\r\n"
         "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: s\r\n"
-        "CSeq: 1 SUBSCRIBE\r\nContent-Length: 0\r\n\r\n"
+        "CSeq: 1 PUBLISH\r\nContent-Length: 0\r\n\r\n"
     )
     assert r.status == 501
 
