@@ -197,6 +197,50 @@ class ProxyConfig:
         return errs
 
 
+DEFAULT_PLANS_DIR = "config/plans"
+SOURCE_PLANS_DIR = Path(__file__).resolve().parent.parent / "config" / "plans"
+"""The plan files of a source checkout (or an editable install)."""
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    plans_dir: str = DEFAULT_PLANS_DIR
+    """Directory of plan files ``NAME.toml``; a tenant's plan is a NAME.  A
+    relative path is relative to the working directory; when the default is
+    not there, the ``config/plans`` of the source checkout is used."""
+    alert_thresholds_pct: tuple[int, ...] = (50, 75, 100)
+    """Percentages of an included quantity at which a tenant gets one alert per month."""
+    webhook_timeout_s: int = 10
+    """A webhook POST that has no answer after this long failed (and is retried)."""
+    webhook_backoff_ms: int = 1000
+    """Delay before the first retry of a failed webhook; doubled at each failure."""
+    webhook_max_backoff_ms: int = 3_600_000
+    """Upper bound of the retry delay."""
+    webhook_max_attempts: int = 12
+    """Attempts before a webhook is given up (kept, with its last error)."""
+
+    def check(self) -> list[tuple[str, str]]:
+        errs = []
+        t = self.alert_thresholds_pct
+        if not t or any(not 1 <= x <= 100 for x in t) or list(t) != sorted(set(t)):
+            errs.append(("alert_thresholds_pct", "must be increasing percentages between 1 and 100"))
+        for key in ("webhook_timeout_s", "webhook_backoff_ms", "webhook_max_attempts"):
+            if getattr(self, key) < 1:
+                errs.append((key, "must be at least 1"))
+        if self.webhook_max_backoff_ms < self.webhook_backoff_ms:
+            errs.append(("webhook_max_backoff_ms", "must not be below webhook_backoff_ms"))
+        if not self.plans_dir:
+            errs.append(("plans_dir", "must not be empty"))
+        return errs
+
+    def plans_path(self) -> Path:
+        """The plans directory to use (see ``plans_dir``)."""
+        path = Path(self.plans_dir)
+        if self.plans_dir == DEFAULT_PLANS_DIR and not path.is_dir() and SOURCE_PLANS_DIR.is_dir():
+            return SOURCE_PLANS_DIR
+        return path
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     enabled: bool = True
@@ -218,6 +262,7 @@ class Config:
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     auth: AuthSection = field(default_factory=AuthSection)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     source: str = ""
     """Where this configuration was read from (not a TOML key)."""

@@ -18,13 +18,15 @@ from sipcore.rating.plan import (
     MetricRate,
     Over,
     Plan,
+    PlanLibrary,
     Proration,
+    check_plan_name,
     load_plan,
     parse_plan,
 )
 from sipcore.rating.quote import parse_quantity_args, quote
-from sipcore.rating.render import render_csv, render_table
-from sipcore.rating.usage import Count, Leg, RatingError, Usage
+from sipcore.rating.render import render_csv, render_csv_many, render_table
+from sipcore.rating.usage import Count, Leg, RatingError, RoundedLegs, Usage
 
 __all__ = [
     "BASE",
@@ -45,17 +47,21 @@ __all__ = [
     "Over",
     "Plan",
     "PlanPeriod",
+    "PlanLibrary",
     "PlanUse",
     "Proration",
     "RatingError",
+    "RoundedLegs",
     "Usage",
     "load_plan",
+    "check_plan_name",
     "parse_plan",
     "parse_quantity_args",
     "quote",
     "rate",
     "rate_periods",
     "render_csv",
+    "render_csv_many",
     "render_table",
     "round_money",
 ]

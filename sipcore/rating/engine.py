@@ -11,8 +11,10 @@ Theory of operation, per plan period (one period unless the plan changed):
    ``at_ms`` in the tenant's calendar; a plan change takes effect at local
    midnight starting its ``from_day``.
 2. Quantities: minute legs are rounded one by one with the period's plan
-   increment, then summed (METERING.md); ``SUM`` metrics add, ``PEAK``
-   metrics take the highest reading.
+   increment, then summed (METERING.md); legs the store already rounded in
+   SQL (``RoundedLegs``) are checked to carry the period plan's rounding and
+   added as they are; ``SUM`` metrics add, ``PEAK`` metrics take the
+   highest reading.
 3. Included quantity: the fixed one, or an allowance derived from another
    metric -- a percentage of that metric's measured quantity over the whole
    month (003: "10% of the MAU") or of its included quantity (002: a 1,000
@@ -52,7 +54,7 @@ from sipcore.rating.invoice import Invoice, Line, PlanUse
 from sipcore.rating.metrics import BASE, METRICS, MINIMUM, Kind
 from sipcore.rating.money import fmt, round_money, to_decimal
 from sipcore.rating.plan import PER_SECOND, Basis, MetricRate, Over, Plan, Proration
-from sipcore.rating.usage import Leg, RatingError, Usage, day_start_ms, days_in_month
+from sipcore.rating.usage import Leg, RatingError, RoundedLegs, Usage, day_start_ms, days_in_month
 
 _ZERO = Fraction(0)
 
@@ -72,6 +74,7 @@ class _Bucket:
     """The records of one plan period, before pricing (mutable scratch, never escapes)."""
 
     legs: dict[str, list[Leg]] = field(default_factory=dict)
+    rounded: dict[str, list[RoundedLegs]] = field(default_factory=dict)
     counts: dict[str, list[Decimal]] = field(default_factory=dict)
 
 
@@ -82,9 +85,12 @@ def rate(
     tenant: str = "",
     tax_percent: Decimal | None = None,
     revision: int = 1,
+    members: Sequence[str] = (),
 ) -> Invoice:
     """The invoice of ``usage`` under one plan in force all month."""
-    return rate_periods(usage, (PlanPeriod(plan, 1),), tenant=tenant, tax_percent=tax_percent, revision=revision)
+    return rate_periods(
+        usage, (PlanPeriod(plan, 1),), tenant=tenant, tax_percent=tax_percent, revision=revision, members=members
+    )
 
 
 def rate_periods(
@@ -94,10 +100,12 @@ def rate_periods(
     tenant: str = "",
     tax_percent: Decimal | None = None,
     revision: int = 1,
+    members: Sequence[str] = (),
 ) -> Invoice:
     """The invoice of a month whose plan changed: each plan prices what
     happened while it was in force and prorates its monthly amounts by days
-    (seed 001).  ``tax_percent`` is the tenant's rate when it has one."""
+    (seed 001).  ``tax_percent`` is the tenant's rate when it has one;
+    ``members`` names the child tenants whose usage ``usage`` includes."""
     periods = tuple(periods)
     _check_periods(usage, periods)
     if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
@@ -144,6 +152,7 @@ def rate_periods(
         revision=revision,
         uncharged=tuple((m, to_decimal(q)) for m, q in uncharged.items()),
         warnings=tuple(warnings),
+        members=tuple(members),
     )
 
 
@@ -196,6 +205,8 @@ def _attribute(usage: Usage, periods: tuple[PlanPeriod, ...], month_days: int) -
 
     for leg in usage.legs:
         buckets[index(leg.at_ms, f"a {leg.metric} leg")].legs.setdefault(leg.metric, []).append(leg)
+    for r in usage.rounded:
+        buckets[index(r.at_ms, f"rounded {r.metric} legs")].rounded.setdefault(r.metric, []).append(r)
     for c in usage.counts:
         buckets[index(c.at_ms, f"a {c.metric} count")].counts.setdefault(c.metric, []).append(c.quantity)
     return buckets
@@ -218,6 +229,17 @@ def _quantities(bucket: _Bucket, plan: Plan) -> dict[str, Fraction]:
         inc, floor_s = (r.increment, r.min_seconds) if r is not None else (PER_SECOND, 0)
         # METERING.md: rounding happens per leg, before summing.
         seconds = sum(inc.billed_seconds(leg.duration_ms, floor_s) * leg.count for leg in legs)
+        out[metric] = out.get(metric, _ZERO) + Fraction(seconds, 60)
+    for metric, groups in bucket.rounded.items():
+        r = plan.rate_of(metric)
+        inc, floor_s = (r.increment, r.min_seconds) if r is not None else (PER_SECOND, 0)
+        for g in groups:
+            if (g.first_s, g.next_s, g.min_seconds) != (inc.first_s, inc.next_s, floor_s):
+                raise RatingError(
+                    f"{metric} legs were rounded {g.first_s}/{g.next_s} (minimum {g.min_seconds} s), "
+                    f"but plan {plan.name!r} rounds them {inc} (minimum {floor_s} s)"
+                )
+        seconds = sum(g.billed_s for g in groups)
         out[metric] = out.get(metric, _ZERO) + Fraction(seconds, 60)
     return out
 

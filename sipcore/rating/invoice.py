@@ -117,6 +117,8 @@ class Invoice:
     """Metrics with usage that no plan in force prices (e.g. voice on mesibo)."""
     warnings: tuple[str, ...] = ()
     """Things an operator should look at (usage above a ``block`` limit)."""
+    members: tuple[str, ...] = ()
+    """Child tenants (domains) whose usage rolls up into this invoice (METERING.md, Voximplant child accounts)."""
 
     def line(self, metric: str, plan: str | None = None) -> Line:
         """The line of ``metric`` (of ``plan`` when several plans priced it)."""
@@ -141,6 +143,7 @@ class Invoice:
             "total": fmt(self.total),
             "uncharged": {m: fmt(q) for m, q in self.uncharged},
             "warnings": list(self.warnings),
+            "members": list(self.members),
         }
 
     @classmethod
@@ -179,4 +182,5 @@ class Invoice:
             revision=int(d["revision"]),
             uncharged=tuple((m, Decimal(q)) for m, q in d["uncharged"].items()),
             warnings=tuple(d["warnings"]),
+            members=tuple(d.get("members", ())),
         )

@@ -445,3 +445,49 @@ def load_plan(path: str | Path) -> Plan:
     from sipcore.config import read_toml_text
 
     return parse_plan(read_toml_text(path), str(path))
+
+
+PLAN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A tenant's plan is the name of a file ``NAME.toml`` in the plans directory."""
+
+
+def check_plan_name(name: str) -> str:
+    """``name`` when it can name a plan file (no path, no '..'); ValueError otherwise."""
+    if not PLAN_NAME_RE.fullmatch(name) or ".." in name:
+        raise ValueError(f"plan name {name!r}: expected letters, digits, '.', '_' or '-' (a file NAME.toml)")
+    return name
+
+
+class PlanLibrary:
+    """The plan files of one directory by name (``sip-core`` -> ``DIR/sip-core.toml``), each read once.
+
+    A tenant names its plan (``tenants.plan``); rating and the real-time
+    guard look it up here.  A missing or broken file is a
+    :class:`~sipcore.errors.ConfigError` naming the file.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._plans: dict[str, Plan] = {}
+
+    def path(self, name: str) -> Path:
+        try:
+            return self.directory / f"{check_plan_name(name)}.toml"
+        except ValueError as e:
+            raise ConfigError(str(self.directory), "(plan name)", str(e)) from None
+
+    def get(self, name: str) -> Plan:
+        plan = self._plans.get(name)
+        if plan is None:
+            path = self.path(name)
+            if not path.is_file():
+                known = ", ".join(self.names()) or "none"
+                raise ConfigError(str(path), "(file)", f"no plan named {name!r} in {self.directory} (known: {known})")
+            plan = self._plans[name] = load_plan(path)
+        return plan
+
+    def names(self) -> list[str]:
+        """Plan names available in the directory, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.toml") if PLAN_NAME_RE.fullmatch(p.stem))

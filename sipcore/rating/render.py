@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 
 from sipcore.rating.invoice import Invoice, Line
 from sipcore.rating.money import fmt
@@ -84,6 +85,8 @@ def render_table(invoice: Invoice) -> str:
         out.append(f"{label}  {amount}".rjust(total_width + 1 + len(invoice.currency)))
     for i, note in enumerate(notes, 1):
         out.append(f"[{i}] {note}")
+    if invoice.members:
+        out.append("includes the usage of: " + ", ".join(invoice.members))
     if invoice.uncharged:
         out.append("not priced by the plan: " + ", ".join(f"{m}={fmt(q)}" for m, q in invoice.uncharged))
     for w in invoice.warnings:
@@ -110,18 +113,33 @@ def _csv_row(invoice: Invoice, x: Line) -> list[str]:
     ]
 
 
+def _csv_rows(invoice: Invoice) -> list[list[str]]:
+    rows = [_csv_row(invoice, x) for x in invoice.lines]
+    for label, value in (("subtotal", invoice.subtotal), ("tax", invoice.tax), ("total", invoice.total)):
+        cells = dict.fromkeys(CSV_COLUMNS, "")
+        cells.update(period=invoice.period, metric=label, amount=fmt(value), currency=invoice.currency)
+        if label == "tax":
+            cells["note"] = f"{fmt(invoice.tax_percent)} %"
+        rows.append([cells[c] for c in CSV_COLUMNS])
+    return rows
+
+
 def render_csv(invoice: Invoice) -> str:
     """RFC 4180 CSV: a header, one row per line, then ``subtotal``, ``tax`` and
     ``total`` rows whose metric column names them and whose amount holds them."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    for x in invoice.lines:
-        w.writerow(_csv_row(invoice, x))
-    for label, value in (("subtotal", invoice.subtotal), ("tax", invoice.tax), ("total", invoice.total)):
-        cells = dict.fromkeys(CSV_COLUMNS, "")
-        cells.update(period=invoice.period, metric=label, amount=fmt(value), currency=invoice.currency)
-        if label == "tax":
-            cells["note"] = f"{fmt(invoice.tax_percent)} %"
-        w.writerow([cells[c] for c in CSV_COLUMNS])
+    w.writerows(_csv_rows(invoice))
+    return buf.getvalue()
+
+
+def render_csv_many(invoices: Sequence[Invoice]) -> str:
+    """Several invoices in one CSV: :func:`render_csv`'s rows with ``tenant`` and
+    ``revision`` columns in front, one header for all."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("tenant", "revision", *CSV_COLUMNS))
+    for invoice in invoices:
+        w.writerows([invoice.tenant, str(invoice.revision), *row] for row in _csv_rows(invoice))
     return buf.getvalue()

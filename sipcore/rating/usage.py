@@ -1,6 +1,6 @@
 """A month's usage as the rating engine takes it (PURE).
 
-Two shapes of record, so the store can hand over whatever it has:
+Three shapes of record, so the store can hand over whatever it has:
 
 * :class:`Leg` -- minute metrics as METERING.md stores them, one answered
   leg's ``duration_ms``; rounding to the plan's increment happens here in
@@ -11,7 +11,13 @@ Two shapes of record, so the store can hand over whatever it has:
   (``mau``, ``messages``, ``signaling.bytes_out``, a ``*.peak`` level, or
   minutes that are already rounded, as in a quote).
 
-Both carry an optional ``at_ms`` (UTC): when the plan changed during the
+* :class:`RoundedLegs` -- minute metrics already rounded per leg by the
+  store, in SQL, with the increment of the plan in force (so rating 10
+  million legs is one aggregate query, not 10 million Python objects).  It
+  names the rounding it applied and the engine refuses it unless that is the
+  rounding of the plan pricing the period, so a mismatch cannot go unnoticed.
+
+All carry an optional ``at_ms`` (UTC): when the plan changed during the
 month it picks the plan in force (001's rule), so a leg is stamped with its
 answer time, a MAU with the device's first authentication of the month
 (``MauRecord.first_ms``) and a peak with the moment it was reached.
@@ -78,6 +84,38 @@ class Leg:
 
 
 @dataclass(frozen=True, slots=True)
+class RoundedLegs:
+    """Call legs of one minute metric already rounded per leg (by the store, in SQL)."""
+
+    metric: str
+    """voice.minutes, video.minutes or transcoding.minutes."""
+    billed_s: int
+    """Sum over the legs of each leg's billed seconds under ``first_s``/``next_s``/``min_seconds``."""
+    legs: int
+    """How many legs with answered time the sum covers."""
+    first_s: int
+    """The increment's first step that was applied (``Increment.first_s``)."""
+    next_s: int
+    """The increment's next step that was applied (``Increment.next_s``)."""
+    min_seconds: int = 0
+    """The minimum billed seconds per leg that was applied."""
+    at_ms: int | None = None
+    """An instant inside the plan period the legs belong to (ms UTC); optional with a single plan."""
+
+    def __post_init__(self) -> None:
+        if self.metric not in MINUTE_METRICS:
+            raise RatingError(f"rounded legs of {self.metric!r}: legs are for {', '.join(sorted(MINUTE_METRICS))}")
+        for name in ("billed_s", "legs", "min_seconds"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise RatingError(f"rounded legs of {self.metric}: {name} must be a non-negative int")
+        for name in ("first_s", "next_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RatingError(f"rounded legs of {self.metric}: {name} must be a positive int")
+
+
+@dataclass(frozen=True, slots=True)
 class Count:
     """An aggregated quantity of one metric, in its own unit (minutes for minute metrics)."""
 
@@ -106,6 +144,8 @@ class Usage:
     """Aggregated quantities."""
     legs: tuple[Leg, ...] = ()
     """Minute metrics, leg by leg (or by identical duration with ``count``)."""
+    rounded: tuple[RoundedLegs, ...] = ()
+    """Minute metrics already rounded per leg by the store."""
 
     def __post_init__(self) -> None:
         if self.month is not None and not _MONTH_RE.fullmatch(self.month):
@@ -113,6 +153,7 @@ class Usage:
         zone(self.tz)
         object.__setattr__(self, "counts", tuple(self.counts))
         object.__setattr__(self, "legs", tuple(self.legs))
+        object.__setattr__(self, "rounded", tuple(self.rounded))
 
 
 # ---------------------------------------------------------------- the calendar
