@@ -28,8 +28,13 @@ TABLES = {
     "dids",
     "trunk_count_log",
     "usage_counter",
+    "tenant_plans",
+    "tenant_tax",
+    "invoices",
+    "alerts",
+    "webhook_outbox",
 }
-MIGRATIONS = [(1, "initial", T0), (2, "calls", T0)]
+MIGRATIONS = [(1, "initial", T0), (2, "calls", T0), (3, "billing", T0)]
 
 
 def _tables(path: Path) -> set[str]:
@@ -64,7 +69,7 @@ async def test_reopen_is_idempotent(db_path: Path, clock: FakeClock) -> None:
     status = await store.migration_status()
     tenants = await store.list_tenants()
     await store.close()
-    assert [s.applied_ms for s in status] == [T0, T0], "not re-applied"
+    assert [s.applied_ms for s in status] == [T0] * len(MIGRATIONS), "not re-applied"
     assert [t.domain for t in tenants] == ["example.com"], "data survives a re-open"
 
 
