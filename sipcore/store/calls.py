@@ -635,14 +635,24 @@ class CallsStore(Database):
     # -- heartbeat and crash recovery ----------------------------------------
 
     async def stamp_heartbeat(self, now_ms: int | None = None) -> None:
-        """Record that the server is alive now (call every few seconds while it runs)."""
+        """Record that the server is alive now, in a transaction of its own.
+
+        A running server should rather use ``BatchWriter.submit_heartbeat``:
+        this one can overtake an ended leg snapshot still waiting in the
+        writer, and a crash right then would recover that leg past its end."""
         now = self.now_ms() if now_ms is None else now_ms
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO meta (key, value) VALUES ('heartbeat_ms', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (int(now),),
-            )
+            await self.apply_heartbeat(db, now)
+
+    async def apply_heartbeat(self, db: aiosqlite.Connection, now_ms: int) -> None:
+        """Stamp the heartbeat inside the caller's transaction."""
+        if isinstance(now_ms, bool) or not isinstance(now_ms, int) or now_ms < 0:
+            raise ConstraintViolation(f"heartbeat {now_ms!r}: expected ms UTC")
+        await db.execute(
+            "INSERT INTO meta (key, value) VALUES ('heartbeat_ms', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (now_ms,),
+        )
 
     async def last_heartbeat(self) -> int:
         """The last stamped heartbeat (0: never)."""

@@ -318,6 +318,7 @@ class Store(CallsStore, BillingStore):
         gauges: Sequence[GaugeRow],
         legs: Sequence[LegRecord] = (),
         counters: Sequence[CounterRow] = (),
+        heartbeat_ms: int | None = None,
     ) -> None:
         """Everything a BatchWriter flush holds, in ONE transaction (executemany per kind).
 
@@ -340,6 +341,8 @@ class Store(CallsStore, BillingStore):
                 await self.apply_legs(db, legs)
             if counters:
                 await self.apply_counters(db, counters)
+            if heartbeat_ms is not None:
+                await self.apply_heartbeat(db, heartbeat_ms)
 
     async def usage(self, domain: str, month: str) -> dict[str, int | str]:
         """The month's metered values of a tenant, by METERING.md name.

@@ -9,7 +9,9 @@ at most one operation per key: the last upsert or delete of an (aor, contact)
 wins; a device's MAU row keeps the earliest first_ms; a gauge keeps its max;
 a leg keeps its newest snapshot, except that an ended snapshot is final (as
 in the table: the first ended snapshot of a leg is the one that counts); a
-counter's increments are summed.  A REGISTER refresh storm therefore costs
+counter's increments are summed; the heartbeat keeps the latest stamp and
+is committed with (never before) the snapshots submitted ahead of it.  A
+REGISTER refresh storm therefore costs
 one row per binding per interval.
 
 Bounds: past ``flush_at`` distinct pending keys the next flush starts at once;
@@ -77,9 +79,12 @@ class _Batch:
     """leg_id -> the snapshot to upsert."""
     counters: dict[CounterKey, int] = field(default_factory=dict)
     """(tenant_id, month, metric) -> the sum of the increments."""
+    heartbeat_ms: int | None = None
+    """The latest liveness stamp, committed with (after) everything submitted before it."""
 
     def __len__(self) -> int:
-        return len(self.bindings) + len(self.mau) + len(self.gauges) + len(self.legs) + len(self.counters)
+        n = len(self.bindings) + len(self.mau) + len(self.gauges) + len(self.legs) + len(self.counters)
+        return n + (self.heartbeat_ms is not None)
 
     def merge_older(self, older: _Batch) -> None:
         """Put back a batch that failed: it is older than everything in self."""
@@ -97,6 +102,8 @@ class _Batch:
                 self.legs[lk] = leg
         for ck, delta in older.counters.items():
             self.counters[ck] = self.counters.get(ck, 0) + delta
+        if self.heartbeat_ms is None:
+            self.heartbeat_ms = older.heartbeat_ms
 
     def discard(self, other: _Batch) -> None:
         for k in other.bindings:
@@ -109,6 +116,8 @@ class _Batch:
             self.legs.pop(lk, None)
         for ck in other.counters:
             self.counters.pop(ck, None)
+        if other.heartbeat_ms is not None:
+            self.heartbeat_ms = None
 
     def split(self) -> list[_Batch]:
         """One batch per operation (to isolate a row the database refuses)."""
@@ -116,7 +125,9 @@ class _Batch:
         out += [_Batch(mau={k: v}) for k, v in self.mau.items()]
         out += [_Batch(gauges={k: v}) for k, v in self.gauges.items()]
         out += [_Batch(legs={k: v}) for k, v in self.legs.items()]
-        return out + [_Batch(counters={k: v}) for k, v in self.counters.items()]
+        out += [_Batch(counters={k: v}) for k, v in self.counters.items()]
+        # Last: a committed heartbeat must imply the leg snapshots before it are committed.
+        return out + ([_Batch(heartbeat_ms=self.heartbeat_ms)] if self.heartbeat_ms is not None else [])
 
     async def write(self, store: Store) -> None:
         upserts = [b for b in self.bindings.values() if b is not None]
@@ -124,7 +135,10 @@ class _Batch:
         mau: list[MauRow] = [(t, m, d, first) for (t, m, d), first in self.mau.items()]
         gauges: list[GaugeRow] = [(t, m, name, v, at) for (t, m, name), (v, at) in self.gauges.items()]
         counters: list[CounterRow] = [(t, m, name, d) for (t, m, name), d in self.counters.items()]
-        if self.legs or counters:
+        if self.heartbeat_ms is not None:
+            legs = list(self.legs.values())
+            await store.apply_batch(upserts, deletes, mau, gauges, legs, counters, self.heartbeat_ms)
+        elif self.legs or counters:
             await store.apply_batch(upserts, deletes, mau, gauges, list(self.legs.values()), counters)
         else:
             await store.apply_batch(upserts, deletes, mau, gauges)
@@ -244,6 +258,15 @@ class BatchWriter:
         old = pend.get(key)
         if self._admit(old is not None):
             pend[key] = delta if old is None else old + delta
+
+    def submit_heartbeat(self, now_ms: int) -> None:
+        """Queue a liveness stamp (``meta.heartbeat_ms``; recovery closes open legs
+        there).  Committed in the same transaction as, or after, every snapshot
+        submitted before it, so a leg that ended before a stored heartbeat is
+        never recovered past its real end (a direct :meth:`Store.stamp_heartbeat`
+        could overtake an ended snapshot still waiting here)."""
+        if self._admit(self._pending.heartbeat_ms is not None):
+            self._pending.heartbeat_ms = now_ms
 
     # -- the flushing task -------------------------------------------------
 

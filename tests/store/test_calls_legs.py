@@ -229,6 +229,8 @@ async def test_recovery_without_any_heartbeat_credits_nothing_open(db: Store) ->
     assert await db.recover_open_legs() == 1
     row = await _leg(db, a.leg_id)
     assert (row.end_ms, row.voice_ms, row.transcoding_ms) == (T0 + 31_000, 30_000, 0)
+    with pytest.raises(ConstraintViolation):
+        await db.stamp_heartbeat(-1)
 
 
 # -- counters ------------------------------------------------------------------------

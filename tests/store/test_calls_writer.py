@@ -206,10 +206,52 @@ async def test_stop_flushes_legs_and_counters(db: Store) -> None:
     assert len(await db.list_legs("example.com", MONTH)) == 1 and await _counter(db) == 1
 
 
+@pytest.mark.asyncio
+async def test_a_heartbeat_through_the_writer_never_overtakes_an_ended_snapshot(
+    db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crash after a failed flush: the heartbeat is stored only together with
+    the snapshots submitted before it, so recovery cannot stretch a leg that
+    ended before the heartbeat."""
+    tid, did = await _setup(db)
+    a = answered(leg(tid, did), T0 + 1000)
+    await db.record_legs([a])
+    await db.stamp_heartbeat(T0 + 5000)
+    w = BatchWriter(db)
+    w.submit_legs([a.closed(T0 + 10_000, END_BYE_CALLER)])  # the call ends ...
+    w.submit_heartbeat(T0 + 60_000)  # ... and the server lives on
+    w.submit_heartbeat(T0 + 61_000)
+    assert w.pending == 2, "one heartbeat key"
+    _fail_apply_after_counters(db, monkeypatch, 1)
+    w.submit_counter(tid, MONTH, "messages", 1)
+    with pytest.raises(StoreUnavailable):
+        await w.flush()
+    assert await db.last_heartbeat() == T0 + 5000, "rolled back with the snapshot"
+    # kill -9 here: nothing of the batch is stored; recovery closes at the old heartbeat.
+    assert w.pending == 3
+    await w.flush()
+    assert await db.last_heartbeat() == T0 + 61_000
+    assert await db.recover_open_legs() == 0
+    assert (await _leg(db, a.leg_id)).duration_ms == 9000
+
+
+@pytest.mark.asyncio
+async def test_a_heartbeat_is_written_after_the_legs_when_a_batch_is_isolated(db: Store) -> None:
+    tid, did = await _setup(db)
+    w = BatchWriter(db)
+    w.submit_heartbeat(T0 + 1000)
+    w.submit_legs([dataclasses.replace(leg(tid, did, 1), month="January")])  # forces isolation
+    w.submit_legs([answered(leg(tid, did, 2), T0 + 500)])
+    split = w._pending.split()
+    assert split[-1].heartbeat_ms == T0 + 1000 and all(b.heartbeat_ms is None for b in split[:-1])
+    assert await w.flush() == 2 and w.rejected == 1
+    assert await db.last_heartbeat() == T0 + 1000
+
+
 def test_apply_batch_keeps_its_positional_shape() -> None:
     """Older callers pass four sequences; legs and counters are optional."""
     import inspect
 
     params = list(inspect.signature(Store.apply_batch).parameters.values())[1:]
-    assert [p.name for p in params] == ["upserts", "deletes", "mau", "gauges", "legs", "counters"]
-    assert [p.default for p in params[4:]] == [(), ()]
+    assert [p.name for p in params] == ["upserts", "deletes", "mau", "gauges", "legs", "counters", "heartbeat_ms"]
+    assert [p.default for p in params[4:]] == [(), (), None]
