@@ -10,9 +10,8 @@ wins; a device's MAU row keeps the earliest first_ms; a gauge keeps its max;
 a leg keeps its newest snapshot, except that an ended snapshot is final (as
 in the table: the first ended snapshot of a leg is the one that counts); a
 counter's increments are summed; the heartbeat keeps the latest stamp and
-is committed with (never before) the snapshots submitted ahead of it.  A
-REGISTER refresh storm therefore costs
-one row per binding per interval.
+is committed with (never before) the snapshots submitted ahead of it.
+A REGISTER refresh storm therefore costs one row per binding per interval.
 
 Bounds: past ``flush_at`` distinct pending keys the next flush starts at once;
 at ``max_pending`` (counting the batch being written) an operation on a *new*
