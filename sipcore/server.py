@@ -28,7 +28,9 @@ from sipcore.flow import Flow
 from sipcore.message import parse
 from sipcore.message.headers import parse_name_addr
 from sipcore.message.limits import ParserLimits
-from sipcore.proxy.core import BindingsChanged, Core, UsageRecorded
+from sipcore.proxy.calls import CounterRecorded
+from sipcore.proxy.core import BindingsChanged, Core, LegsRecorded, UsageRecorded
+from sipcore.proxy.routing import ProxyAddress
 from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
 from sipcore.registrar import Binding, contact_key
 from sipcore.store import BatchWriter, BindingRow, NotFound, Store
@@ -160,9 +162,22 @@ class Server:
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     # --- lifecycle ------------------------------------------------------------------
+    def _advertised(self, bound: list[tuple[str, str, int]]) -> tuple[ProxyAddress, ...]:
+        """Where peers reach us, per transport: the `advertise` setting (a NAT'd
+        server), else the listener's address, else (a wildcard listener) the
+        host's first interface address."""
+        out: dict[str, ProxyAddress] = {}
+        for transport, host, port in bound:
+            shown = self.config.server.advertise or (host if host not in ("0.0.0.0", "::") else self.addresses[0])
+            out.setdefault(transport, ProxyAddress(transport, shown, port))
+        return tuple(out.values()) or (ProxyAddress("udp", self.addresses[0], 5060),)
+
     async def start(self) -> None:
         cfg = self.config
         self.store = await Store.open(cfg.store.path)
+        recovered = await self.store.recover_open_legs()
+        if recovered:
+            log.warning("%d call legs left open by the previous run closed at its last heartbeat", recovered)
         self.core = Core(
             cfg,
             self.directory,
@@ -171,6 +186,7 @@ class Server:
             random=random.random,
             nonce_salt=_RandomBytes(),
             parse=parse,
+            addresses=self._advertised([(lst.transport, lst.host, lst.port) for lst in cfg.server.listeners]),
         )
         if cfg.demo.enabled:
             await self._ensure_demo()
@@ -180,8 +196,13 @@ class Server:
         self.writer = BatchWriter(self.store, cfg.store.flush_interval_ms)
         self._tasks.append(asyncio.create_task(self.writer.run()))
         self._tasks.append(asyncio.create_task(self._poll_provisioning()))
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
         _tune_gc()
         await self.transports.start(cfg.server.listeners)
+        # The bound ports (a listener may ask for port 0).
+        self.core.addresses = self.core.proxy.addresses = self._advertised(
+            [(lst.transport, host, port) for lst, (host, port) in self.transports.bound]
+        )
         for lst, (host, port) in self.transports.bound:
             shown = cfg.server.advertise or (host if host not in ("0.0.0.0", "::") else self.addresses[0])
             log.info("listening on %s:%s:%s (advertised as %s)", lst.transport, host, port, shown)
@@ -196,9 +217,13 @@ class Server:
         self._pump(self.loop.time())
 
     async def stop(self) -> None:
-        """Stop listening, flush pending writes, close the store (idempotent)."""
+        """Stop listening, close the legs of calls still up, flush pending
+        writes, close the store (idempotent)."""
         try:
             await self.transports.stop()
+            if hasattr(self, "core"):
+                self.core.shutdown(wall_ms())
+                self._pump(self.loop.time())
             for t in self._tasks[1:]:
                 t.cancel()
             if self.writer is not None:
@@ -242,7 +267,21 @@ class Server:
             DeviceCredentials(c.device_id, c.tenant_id, c.realm, c.username, c.ha1_md5, c.ha1_sha256, c.enabled)
             for c in await self.store.load_credentials()
         ]
-        self.directory.replace(tenants, devices, serial)
+        trunks = await self.store.load_trunks()
+        dids = await self.store.load_dids()
+        self.directory.replace(tenants, devices, serial, trunks, dids)
+
+    async def _heartbeat(self) -> None:
+        """Stamp liveness: after a crash, open legs are closed at the last stamp.
+
+        Through the batch writer, so a stamp commits together with every leg
+        snapshot queued before it: a stamp can never be on disk while an
+        earlier ended snapshot is not (recovery would then bill past the end)."""
+        period = self.config.proxy.heartbeat_s
+        while True:
+            if self.writer is not None:
+                self.writer.submit_heartbeat(wall_ms())
+            await asyncio.sleep(period)
 
     async def _poll_provisioning(self) -> None:
         """Provisioning while running takes effect within a second, no restart."""
@@ -303,6 +342,10 @@ class Server:
                     writer.submit_mau([(r.tenant_id, r.month, r.device_id, r.first_ms) for r in ev.mau])
                 if ev.gauges:
                     writer.submit_gauges([(g.tenant_id, g.month, g.metric, g.value, g.at_ms) for g in ev.gauges])
+            elif type(ev) is LegsRecorded:
+                writer.submit_legs(ev.legs)
+            elif type(ev) is CounterRecorded:
+                writer.submit_counter(ev.tenant_id, ev.month, ev.metric, ev.delta)
         nt = core.next_timer()
         if nt is not None and nt < self._timer_at - 0.0005:
             if self._timer is not None:

@@ -103,16 +103,16 @@ class Directory:
         return list(self._trunks.values())
 
     def trunk_by_source(self, host: str, port: int) -> TrunkInfo | None:
-        """The trunk a request came from, recognised by source address: the
-        trunk at exactly host:port, else the only trunk at that host (carriers
-        often send from another port than the one they listen on)."""
-        candidates = self._by_source.get(host.lower())
-        if not candidates:
-            return None
-        for t in candidates:
+        """The trunk a request came from, recognised by its exact source address.
+
+        Host alone is not enough: phones behind the same NAT as a PBX trunk
+        share its address, and taking them for the trunk would skip their
+        authentication.  A carrier that sends from several ports is added
+        once per port."""
+        for t in self._by_source.get(host.lower(), ()):
             if t.port == port:
                 return t
-        return candidates[0] if len(candidates) == 1 else None
+        return None
 
     def routes(self, tenant_id: int, number: str) -> list[TrunkInfo]:
         """The tenant's trunks whose prefix matches `number`, best first:

@@ -180,3 +180,67 @@ def write_users(workdir: Path, n: int, domain: str = "sipcore.test", prefix: str
             d.write(f"{prefix}{i},{domain},pw-{prefix}{i}-x\n")
             u.write(f"{prefix}{i};{domain};[authentication username={prefix}{i} password=pw-{prefix}{i}-x]\n")
     return devices, users
+
+
+def register_from(server_port: int, local_port: int, user: str, password: str, domain: str = "sipcore.test") -> None:
+    """REGISTER `user` with digest from 127.0.0.1:`local_port`, so that calls to
+    it go to whatever listens on that port afterwards (a SIPp UAS): sipcore
+    routes to the flow a binding registered from, not to its Contact."""
+    import hashlib
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", local_port))
+        s.settimeout(3)
+
+        def send(cseq: int, auth: str = "") -> bytes:
+            msg = (
+                f"REGISTER sip:{domain} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};rport;branch=z9hG4bK{uuid.uuid4().hex[:12]}\r\n"
+                f"From: <sip:{user}@{domain}>;tag=r1\r\nTo: <sip:{user}@{domain}>\r\n"
+                f"Call-ID: reg-{user}-{local_port}\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\n"
+                f"Contact: <sip:{user}@127.0.0.1:{local_port}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+            s.sendto(msg.encode(), ("127.0.0.1", server_port))
+            return s.recv(65536)
+
+        ch = send(1).decode()
+        assert " 401 " in ch.split("\r\n", 1)[0], ch
+        line = next(h for h in ch.split("\r\n") if h.startswith("WWW-Authenticate") and "MD5" in h)
+        nonce = line.split('nonce="', 1)[1].split('"', 1)[0]
+        ha1 = hashlib.md5(f"{user}:{domain}:{password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"REGISTER:sip:{domain}".encode()).hexdigest()
+        resp = hashlib.md5(f"{ha1}:{nonce}:00000001:c1:auth:{ha2}".encode()).hexdigest()
+        auth = (
+            f'Authorization: Digest username="{user}", realm="{domain}", nonce="{nonce}", uri="sip:{domain}", '
+            f'response="{resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1"\r\n'
+        )
+        ok = send(2, auth).decode()
+        assert " 200 " in ok.split("\r\n", 1)[0], ok
+
+
+class SippBackground:
+    """A SIPp instance running beside the test (a UAS: a callee or a trunk)."""
+
+    def __init__(self, workdir: Path, scenario: str, port: int, *args: str) -> None:
+        sipp = need("sipp", "sip-tester")
+        self.log = workdir / f"sipp-bg-{port}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sipp, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port), "-nostdin", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+            )
+        time.sleep(0.3)
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
