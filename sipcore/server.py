@@ -30,8 +30,8 @@ from sipcore.message.headers import parse_name_addr
 from sipcore.message.limits import ParserLimits
 from sipcore.proxy.calls import CounterRecorded
 from sipcore.proxy.core import BindingsChanged, Core, LegsRecorded, UsageRecorded
-from sipcore.proxy.routing import ProxyAddress
 from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
+from sipcore.proxy.routing import ProxyAddress
 from sipcore.registrar import Binding, contact_key
 from sipcore.store import BatchWriter, BindingRow, NotFound, Store
 from sipcore.transport.addresses import interface_addresses
