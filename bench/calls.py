@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Calls per second through one sipcore process, driven by SIPp.
+
+Each call is INVITE/100/180/200/ACK/BYE/200 through the proxy (Record-Route,
+dialog tracking and leg metering on: two legs per call written to SQLite).
+Two variants:
+
+- ``noauth``: a trunk (recognised by source address, no digest) calls a DID
+  that rings a registered SIPp UAS;
+- ``auth``: a device calls another device, answering a 407 on every INVITE.
+
+The offered rate steps up; the figure is the highest achieved rate that
+completed with 0 failed calls.  The baseline, measured in the same run, is
+the same UAC scenario straight against the SIPp UAS (the load generator's
+own ceiling on this machine), so sipcore's figure is also given as a ratio.
+
+    python bench/calls.py [--rates 200,400,...] [--seconds 5] [--variants noauth,auth]
+
+Needs `sipp` (Debian sip-tester).  Prints one JSON line per step and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, emit  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from tests.integration.harness import register_from  # noqa: E402
+
+SCENARIOS = ROOT / "tests" / "integration" / "sipp"
+DOMAIN = "sipcore.test"
+DID = "15550001"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def provision(db: Path, trunk_port: int) -> None:
+    from sipcore.store import Store
+
+    async def go() -> None:
+        store = await Store.open(str(db))
+        try:
+            await store.add_tenant(DOMAIN)
+            await store.add_device("caller", DOMAIN, "pw-caller")
+            await store.add_device("callee", DOMAIN, "pw-callee")
+            await store.add_trunk("bench-trunk", DOMAIN, "127.0.0.1", trunk_port)
+            await store.add_did(DID, f"callee@{DOMAIN}")
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def sipp(*args: str) -> list[str]:
+    return [shutil.which("sipp") or "sipp", "-i", "127.0.0.1", "-nostdin", *args]
+
+
+def run_uac(label: str, args: list[str], rate: int, seconds: float, work: Path) -> dict[str, float]:
+    count = int(rate * seconds)
+    stat = work / f"stat-{label}-{rate}.csv"
+    cmd = sipp(
+        *args,
+        "-m",
+        str(count),
+        "-r",
+        str(rate),
+        "-l",
+        str(max(500, rate * 3)),
+        "-d",
+        "0",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-recv_timeout",
+        "8000",
+        "-max_socket",
+        "1",
+        "-buff_size",
+        str(8 * 1024 * 1024),
+    )
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 60, check=False)
+    elapsed = time.monotonic() - t0
+    rows = list(csv.reader(stat.open(), delimiter=";")) if stat.exists() else []
+    if len(rows) < 2:
+        return {"rc": r.returncode, "ok": 0, "failed": count, "elapsed_s": elapsed, "achieved_per_s": 0.0}
+    head, last = rows[0], rows[-1]
+    ok = int(last[head.index("SuccessfulCall(C)")])
+    return {
+        "rc": r.returncode,
+        "ok": ok,
+        "failed": int(last[head.index("FailedCall(C)")]),
+        "retransmissions": int(last[head.index("Retransmissions(C)")]),
+        "elapsed_s": elapsed,
+        "achieved_per_s": ok / elapsed if elapsed else 0.0,
+    }
+
+
+def sweep(label: str, args: list[str], rates: list[int], seconds: float, work: Path) -> int:
+    best = 0
+    for rate in rates:
+        res = run_uac(label, args, rate, seconds, work)
+        emit({"bench": "calls", "target": label, "offered_per_s": rate, **_rounded(res)})
+        if res["failed"] or res["rc"] != 0:
+            break
+        best = max(best, int(res["achieved_per_s"]))
+        if res["achieved_per_s"] < 0.9 * rate:
+            break
+    return best
+
+
+def _rounded(res: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
+
+
+def start_uas(port: int) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(
+        sipp("-sf", str(SCENARIOS / "uas_call.xml"), "-p", str(port), "-buff_size", str(8 * 1024 * 1024)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1500,2000,2700,3500")
+    ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
+    ap.add_argument("--variants", default="noauth,auth")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args(argv)
+    if shutil.which("sipp") is None:
+        print("sipp not found: apt-get install sip-tester", file=sys.stderr)
+        return 2
+    rates = [int(x) for x in args.rates.split(",")]
+    variants = args.variants.split(",")
+    summary: dict[str, object] = {"bench": "calls", "summary": True}
+    with tempfile.TemporaryDirectory(prefix="sipcore-bench-calls-") as tmp:
+        work = Path(tmp)
+        port, trunk_port, uas_port = free_port(), free_port(), free_port()
+        db = work / "bench.db"
+        provision(db, trunk_port)
+        cfg = work / "bench.toml"
+        cfg.write_text(
+            f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
+            f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n[demo]\nenabled = false\n'
+        )
+        inf = work / "callers.csv"
+        inf.write_text(f"SEQUENTIAL\ncaller;callee;{DOMAIN};[authentication username=caller password=pw-caller]\n")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "server.log").open("w"),
+        )
+        uas = None
+        try:
+            time.sleep(2.0)
+            register_from(port, uas_port, "callee", "pw-callee")
+            uas = start_uas(uas_port)
+            target = f"127.0.0.1:{port}"
+            if "noauth" in variants:
+                uac = ["-sf", str(SCENARIOS / "uac_call.xml"), target, "-s", DID, "-p", str(trunk_port)]
+                summary["sipcore_noauth_cps_0_failures"] = sweep("sipcore-noauth", uac, rates, args.seconds, work)
+            if "auth" in variants:
+                uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
+                summary["sipcore_auth_cps_0_failures"] = sweep("sipcore-auth", uac, rates, args.seconds, work)
+            if not args.skip_baseline:
+                uac = ["-sf", str(SCENARIOS / "uac_call.xml"), f"127.0.0.1:{uas_port}", "-s", DID]
+                base = sweep("sipp-uas-baseline", uac, rates + [r * 2 for r in rates[-2:]], args.seconds, work)
+                summary["baseline_cps"] = base
+                for key in ("sipcore_noauth_cps_0_failures", "sipcore_auth_cps_0_failures"):
+                    if key in summary and base:
+                        summary[key.replace("_cps_0_failures", "_ratio")] = round(int(summary[key]) / base, 3)  # type: ignore[call-overload]
+        finally:
+            if uas is not None:
+                uas.send_signal(signal.SIGTERM)
+                uas.wait(timeout=10)
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        legs = _count_legs(db)
+        summary["legs_written"] = legs
+        emit(summary)
+    return 0
+
+
+def _count_legs(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as c:
+        return int(c.execute("SELECT count(*) FROM legs").fetchone()[0])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
