@@ -48,7 +48,8 @@ def build(path: Path, legs: int) -> float:
     async def migrate() -> None:
         store = await Store.open(str(path))
         try:
-            await store.add_tenant(DOMAIN, plan="sip-core")
+            await store.add_tenant(DOMAIN)
+            await store.set_plan(DOMAIN, "sip-core", "2025-01-01")
         finally:
             await store.close()
 

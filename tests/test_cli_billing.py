@@ -41,6 +41,11 @@ def sql(db: list[str], statement: str, rows: Sequence[Sequence[object]] = ((),))
         c.executemany(statement, rows)
 
 
+def created_long_ago(db: list[str]) -> None:
+    """Tenants are billed from the day they were created: backdate the ones just added."""
+    sql(db, "UPDATE tenants SET created_ms = 0")
+
+
 def tenant_id(db: list[str], domain: str) -> int:
     with sqlite3.connect(db[1]) as c:
         return int(c.execute("SELECT id FROM tenants WHERE domain = ?", (domain,)).fetchone()[0])
@@ -143,6 +148,7 @@ def test_a_price_fix_makes_revision_2_and_leaves_revision_1(db: list[str], tmp_p
     shutil.copytree(PLANS, plans)
     pd = ["--plans-dir", str(plans)]
     run("tenant", "add", "example.com", "--plan", "voximplant-small", *db)
+    created_long_ago(db)
     add_month_of_usage(db, "example.com")
     assert (
         run("invoice", "issue", "--month", MONTH, *pd, *db)[1]
@@ -169,6 +175,7 @@ def test_rate_every_account_children_roll_up(db: list[str], capsys: pytest.Captu
     run("tenant", "add", "parent.example", "--plan", "cometchat", *db)
     run("tenant", "add", "child.example", *db)
     run("tenant", "add", "lonely.example", *db)  # no plan: noted, not rated
+    created_long_ago(db)
     code, out = run("billing", "parent", "child.example", "parent.example", *db)
     assert (code, out) == (0, "tenant child.example: child of parent.example\n")
     add_month_of_usage(db, "child.example")
@@ -295,3 +302,41 @@ def test_failed_operations_exit_1(
     assert main([*argv, *db]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sipcore: ") and err.count("\n") == 1 and reason in err, err
+
+
+def test_billing_config_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sipcore.config import SOURCE_PLANS_DIR, BillingConfig, load_config
+
+    good = tmp_path / "good.toml"
+    good.write_text(f'[billing]\nplans_dir = "{tmp_path}"\nalert_thresholds_pct = [80, 100]\n')
+    code, out = run("config", "check", str(good))
+    assert code == 0 and "[billing]" in out and "alert_thresholds_pct = [80, 100]" in out
+    assert load_config(good).billing.plans_path() == tmp_path
+    for body, key in (
+        ("alert_thresholds_pct = [75, 50]", "billing.alert_thresholds_pct"),
+        ("alert_thresholds_pct = [0]", "billing.alert_thresholds_pct"),
+        ("webhook_max_attempts = 0", "billing.webhook_max_attempts"),
+        ("webhook_max_backoff_ms = 10", "billing.webhook_max_backoff_ms"),
+        ("nosuch = 1", "billing.nosuch"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f"[billing]\n{body}\n")
+        assert run("config", "check", str(bad))[0] == 1
+        err = capsys.readouterr().err
+        assert str(bad) in err and key in err, err
+    # The default directory falls back to the source checkout's plans outside it.
+    assert BillingConfig().plans_path() in (Path("config/plans"), SOURCE_PLANS_DIR)
+
+
+def test_plans_dir_from_the_config_file(db: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plans = tmp_path / "myplans"
+    plans.mkdir()
+    (plans / "house.toml").write_text('name = "house"\ncurrency = "EUR"\nbase_fee = "5.00"\n')
+    cfg = tmp_path / "sipcore.toml"
+    cfg.write_text(f'[store]\npath = "{db[1]}"\n[billing]\nplans_dir = "{plans}"\n')
+    run("tenant", "add", "example.com", *db)
+    assert run("billing", "plan", "example.com", "house", "--from", "2026-01-01", "--config", str(cfg))[0] == 0
+    assert run("billing", "plan", "example.com", "sip-core", "--config", str(cfg))[0] == 1, "not in myplans"
+    assert "known: house" in capsys.readouterr().err
+    code, out = run("rate", "--month", MONTH, "--format", "json", "--config", str(cfg))
+    assert code == 0 and [(i["total"], i["currency"]) for i in json.loads(out)] == [("5.00", "EUR")]

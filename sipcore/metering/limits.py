@@ -18,16 +18,21 @@ How the edge (server / proxy core) drives it -- the exact wiring:
 
 1. At start, after the store is open::
 
-       plans = PlanLibrary(resolve_plans_dir(cfg.billing))           # sipcore.rating
+       plans = PlanLibrary(cfg.billing.plans_path())                  # sipcore.rating
        tenants = await store.guard_tenants(plans)                     # {tenant_id: TenantPolicy}
        guard = UsageGuard(tenants, thresholds=cfg.billing.alert_thresholds_pct)
        for state in await store.guard_state(tenants, now_ms):         # MAU devices, counters and
            guard.restore(state, now_ms)                               # alerts already stored this month
-       worker = WebhookWorker(store, ...); worker.start()              # sipcore.webhooks
+       worker = WebhookWorker(store, timeout_s=cfg.billing.webhook_timeout_s,
+                              backoff_ms=cfg.billing.webhook_backoff_ms,
+                              max_backoff_ms=cfg.billing.webhook_max_backoff_ms,
+                              max_attempts=cfg.billing.webhook_max_attempts)
+       worker.start()                                                 # sipcore.webhooks; stop() at shutdown
 
    When provisioning changes (the server already polls
    ``provisioning_serial``; ``sipcore billing plan|parent`` bumps it):
-   ``guard.set_tenants(await store.guard_tenants(plans))`` -- counters stay.
+   ``guard.set_tenants(await store.guard_tenants(PlanLibrary(...)))`` (a fresh
+   library re-reads edited plan files) -- counters stay.
 
 2. On every successful digest authentication of a device (REGISTER, and
    any other authenticated request), *before* answering::

@@ -134,7 +134,12 @@ def _billed_sql(column: str, first_s: int, next_s: int, min_s: int) -> str:
     A started second counts (+999 // 1000), then the minimum, then the first
     step, then started next steps; 0 ms bills nothing (the caller filters)."""
     f, n, m = int(first_s), int(next_s), int(min_s)
-    secs = f"max(({column} + 999) / 1000, {m})"
+    # For a leg with time (column > 0) started seconds are >= 1, so a minimum
+    # not above the first step changes nothing, and 1/1 is the started seconds
+    # themselves: the common tariffs cost one division per leg.
+    secs = f"max(({column} + 999) / 1000, {m})" if m > f else f"(({column} + 999) / 1000)"
+    if f == n == 1:
+        return secs
     return f"CASE WHEN {secs} <= {f} THEN {f} ELSE {f} + (({secs} - {f} + {n - 1}) / {n}) * {n} END"
 
 
@@ -172,13 +177,13 @@ class BillingStore(AlertsStore):
                 from_ms = day_start_ms(month, day, t.timezone)
             else:
                 from_ms = _day_start(from_day, t.timezone)
-            if t.plan is not None and not await fetch_one(
-                db, "SELECT 1 FROM tenant_plans WHERE tenant_id = ?", (t.id,)
-            ):
-                # The plan the tenant had until now, in force since the beginning.
+            history = await fetch_one(db, "SELECT 1 FROM tenant_plans WHERE tenant_id = ?", (t.id,))
+            if t.plan is not None and not history:
+                # The plan the tenant had until now, in force since the day it was created.
                 await db.execute(
-                    "INSERT INTO tenant_plans (tenant_id, from_ms, plan, set_ms) VALUES (?, 0, ?, ?)",
-                    (t.id, t.plan, now),
+                    "INSERT INTO tenant_plans (tenant_id, from_ms, plan, set_ms) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (tenant_id, from_ms) DO NOTHING",
+                    (t.id, _created_day_ms(t), t.plan, now),
                 )
             await db.execute(
                 "INSERT INTO tenant_plans (tenant_id, from_ms, plan, set_ms) VALUES (?, ?, ?, ?)"
@@ -272,7 +277,11 @@ class BillingStore(AlertsStore):
             db, "SELECT from_ms, plan FROM tenant_plans WHERE tenant_id = ? ORDER BY from_ms", (t.id,)
         )
         if not rows:
-            return [(1, t.plan)] if t.plan else []
+            # Always on tenants.plan, since the day the tenant was created (a
+            # month before that has no invoice; the first month pays from that day).
+            if not t.plan or t.created_ms >= end:
+                return []
+            return [(1 if t.created_ms <= start else local_day(t.created_ms, t.timezone)[1], t.plan)]
         periods: list[tuple[int, str]] = []
         before = [plan for from_ms, plan in rows if from_ms <= start]
         if before:
@@ -510,6 +519,12 @@ class BillingStore(AlertsStore):
         if row is None:
             return 1
         return int(row[0]) if row[1] == invoice_digest(invoice) else int(row[0]) + 1
+
+
+def _created_day_ms(t: Tenant) -> int:
+    """Local midnight starting the day the tenant was created."""
+    month, day = local_day(t.created_ms, t.timezone)
+    return day_start_ms(month, day, t.timezone)
 
 
 def _day_start(text: str, tz: str) -> int:

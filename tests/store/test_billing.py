@@ -83,7 +83,8 @@ def write_plan(tmp_path: Path, name: str, body: str) -> PlanLibrary:
 
 
 @pytest.mark.parametrize(
-    "increment, min_s", [("1/1", 0), ("30/6", 0), ("60/60", 0), ("6/6", 0), ("45/30", 0), ("1/1", 10)]
+    "increment, min_s",
+    [("1/1", 0), ("30/6", 0), ("60/60", 0), ("6/6", 0), ("45/30", 0), ("1/1", 10), ("30/6", 10), ("6/6", 30)],
 )
 @pytest.mark.asyncio
 async def test_sql_rounding_equals_the_engines_leg_by_leg(
@@ -174,13 +175,14 @@ async def test_time_zone_east_of_utc_at_the_month_boundary(db: Store) -> None:
 @pytest.mark.asyncio
 async def test_mid_month_plan_change_prorates_and_rates_usage_by_the_plan_in_force(db: Store, clock: FakeClock) -> None:
     """Seed 001: free tier until the 15th, Small from the 16th (Tokyo calendar)."""
-    clock.now_ms = ms(2026, 2, 10)
+    clock.now_ms = ms(2025, 6, 1, 12)
     t = await db.add_tenant("example.com", plan="voximplant-free", timezone="Asia/Tokyo")
+    clock.now_ms = ms(2026, 2, 10)
     change = await db.set_plan("example.com", "voximplant-small", "2026-01-16")
     assert change.from_ms == ms(2026, 1, 15, 15)  # local midnight in Tokyo
     assert (await db.get_tenant("example.com")).plan == "voximplant-small", "tenants.plan is the plan in force now"
     assert [(c.plan, c.from_ms) for c in await db.plan_history("example.com")] == [
-        ("voximplant-free", 0),
+        ("voximplant-free", ms(2025, 5, 31, 15)),  # since the day it was created (Tokyo)
         ("voximplant-small", ms(2026, 1, 15, 15)),
     ]
     await mau(db, t.id, "2026-01", ms(2026, 1, 15, 14), range(1, 901))  # 900 logins on the free plan
@@ -346,3 +348,18 @@ async def test_a_store_error_never_leaks_sqlite(db: Store) -> None:
     with pytest.raises(ConstraintViolation):
         await execute(db, "INSERT INTO alerts (tenant_id, month, metric, threshold_pct, value, included, at_ms)"
                           " VALUES (1, '2026-01', 'mau', 150, 1, '1', 1)")  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_tenant_is_billed_from_the_day_it_was_created(db: Store, clock: FakeClock) -> None:
+    """A tenant on tenants.plan (no history) pays from its creation day; a month
+    before that has no invoice, so issuing a past month never charges it."""
+    clock.now_ms = ms(2026, 1, 22, 10)
+    await db.add_tenant("late.example", plan="voximplant-small")
+    inv = await db.rate_month("late.example", "2026-01", PLANS)
+    assert [(p.first_day, p.last_day) for p in inv.plans] == [(22, 31)]
+    assert inv.line("base").amount == D("32.26")  # 100.00 x 10/31
+    with pytest.raises(NotFound, match="no plan in 2025-12"):
+        await db.rate_month("late.example", "2025-12", PLANS)
+    assert [t.domain for t in (await db.billing_accounts("2025-12"))[1]] == ["late.example"]
+    assert (await db.rate_month("late.example", "2026-02", PLANS)).line("base").amount == D("100.00")

@@ -8,8 +8,8 @@
 -- A tenant's plans over time, for mid-month changes (seed 001: "apply the new
 -- plan's rate for the remaining days of the month").  A row is in force from
 -- from_ms (local midnight of its first day, in the tenant's zone) until the
--- next row.  A tenant without rows is on tenants.plan all the time; the first
--- change of such a tenant also records its old plan as in force from 0.
+-- next row.  A tenant without rows is on tenants.plan since the day it was
+-- created; the first change of such a tenant also records that.
 -- tenants.plan always holds the plan in force now.
 CREATE TABLE tenant_plans (
     tenant_id INTEGER NOT NULL REFERENCES tenants (id),
