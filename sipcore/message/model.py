@@ -245,12 +245,24 @@ class Headers:
             self._changed(k)
         return before - len(self._fields)
 
-    def pop_first_value(self, name: str) -> str | None:
+    def pop_first_value(self, name: str, *, keep_keys: bool = False) -> str | None:
         """Remove the first element of the first field called `name`
-        (the top Via of a response, §16.7 step 3)."""
+        (the top Via of a response, §16.7 step 3).  With `keep_keys`, the
+        message's transaction-key slots are left as they were instead of
+        being parsed again: for a response a proxy relays and never matches
+        again (the per-packet path)."""
         k = header_key(name)
         for i, f in enumerate(self._fields):
             if f.key == k:
+                if "," not in f.value:  # one element: the common case, nothing to split
+                    del self._fields[i]
+                    if keep_keys:
+                        owner = self._owner() if self._owner is not None else None
+                        if owner is not None:
+                            owner._cache = None
+                    else:
+                        self._changed(k)
+                    return f.value
                 elems = split_commas(f.value)
                 if len(elems) <= 1:
                     del self._fields[i]
@@ -591,6 +603,34 @@ class Request(Message):
         self.method = method
         self.ruri = ruri
         self._init_built(headers, body)
+
+    @classmethod
+    def derived(
+        cls,
+        orig: Request,
+        ruri: str,
+        fields: list[HeaderField],
+        via: tuple[str | None, str, int | None, str],
+        max_forwards: int | None,
+        method: str | None = None,
+    ) -> Request:
+        """A request built from `orig` by a proxy (§16.6): `fields` are the new
+        header fields (unchanged ones may be `orig`'s own objects, which keeps
+        their original bytes), `via` = (branch, host, port, transport) of the
+        Via the proxy put on top.  The other transaction keys (Call-ID, CSeq,
+        tags) are copied from `orig`'s slots instead of being parsed again:
+        forwarding is on the per-packet path."""
+        r = cls.__new__(cls)
+        r.method = method or orig.method
+        r.ruri = ruri
+        r._data = r._idx = r._cache = None
+        r._body = orig.body
+        r._headers = Headers(fields, r)
+        r.call_id, r.cseq, r.cseq_method = orig.call_id, orig.cseq, orig.cseq_method
+        r.from_tag, r.to_tag = orig.from_tag, orig.to_tag
+        r.branch, r.via_host, r.via_port, r.via_transport = via
+        r.max_forwards = max_forwards
+        return r
 
     @property
     def uri(self) -> URI:

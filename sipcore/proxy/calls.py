@@ -237,6 +237,8 @@ class CallProxy:
 
     def _looped(self, req: Request) -> bool:
         h = "z9hG4bK" + loop_hash(req) + "."
+        if not any(h in v for v in req.headers.get_all("Via")):
+            return False  # the common case, decided without parsing a Via
         try:
             vias = req.vias
         except RemoteProtocolError:
@@ -423,7 +425,7 @@ class CallProxy:
         self._maybe_finish(ctx, now, now_ms)
 
     def _relay(self, ctx: _Context, branch: _Branch, resp: Response, now: float) -> None:
-        resp.headers.pop_first_value("Via")
+        resp.headers.pop_first_value("Via", keep_keys=True)
         if ctx.initial_invite and resp.status > 100 and resp.headers.get("Record-Route"):
             rr = self.signer.record_route(
                 self._address(ctx.flow.transport),
@@ -655,9 +657,10 @@ class CallProxy:
             return
         req = ctx.request
         callee = branch.target.endpoint
-        video = bool(_video(resp.body))
+        answer_sdp = _sdp(resp.body)
+        video = bool(answer_sdp is not None and answer_sdp.has_active_video)
         offer = _codecs(req.body)
-        answer = _codecs(resp.body)
+        answer = _codec_names(answer_sdp)
         legs = []
         for ep, direction, local, remote in self._leg_endpoints(ctx.caller, callee, ctx.transit, offer, answer):
             month = self._month(ep.tenant_id, now_ms)
@@ -851,7 +854,10 @@ def _video(body: bytes) -> bool | None:
 
 
 def _codecs(body: bytes) -> str:
-    s = _sdp(body)
+    return _codec_names(_sdp(body))
+
+
+def _codec_names(s) -> str:  # type: ignore[no-untyped-def]
     if s is None:
         return ""
     return ",".join(sorted(s.codec_set("audio") | s.codec_set("video")))

@@ -33,6 +33,7 @@ from sipcore.flow import Flow
 from sipcore.message import Request, Response
 from sipcore.message.grammar import split_commas
 from sipcore.message.headers import parse_name_addr
+from sipcore.message.model import HeaderField
 
 _SIG_BYTES = 9  # 72 bits, 12 base64 characters
 
@@ -67,10 +68,12 @@ class RouteSigner:
     """Signs and checks the flow tokens of this proxy's Record-Route entries."""
 
     def __init__(self, secret: bytes) -> None:
-        self._key = hashlib.sha256(b"sipcore record-route\x00" + secret).digest()
+        key = hashlib.sha256(b"sipcore record-route\x00" + secret).digest()
+        self._mac = hmac.new(key, digestmod="sha256")  # keyed once; copied per signature
 
     def signature(self, call_id: str, caller_tag: str, fl: str) -> str:
-        mac = hmac.new(self._key, "\x00".join((call_id, caller_tag, fl)).encode("utf-8", "surrogateescape"), "sha256")
+        mac = self._mac.copy()
+        mac.update("\x00".join((call_id, caller_tag, fl)).encode("utf-8", "surrogateescape"))
         return base64.urlsafe_b64encode(mac.digest()[:_SIG_BYTES]).decode()
 
     def record_route(self, me: ProxyAddress, call_id: str, caller_tag: str, toward: Flow) -> str:
@@ -95,6 +98,9 @@ class RouteSigner:
 
 def is_ours(route_value: str, addresses: tuple[ProxyAddress, ...]) -> bool:
     """Does this Route/Record-Route entry name this proxy (host and port)?"""
+    low = route_value.lower()
+    if not any(a.host.lower() in low for a in addresses):
+        return False  # decided without parsing
     try:
         uri = parse_name_addr(route_value).uri
     except Exception:
@@ -131,7 +137,6 @@ def forwarded(
     routes: list[str] | None = None,
     drop_top_route: int = 0,
     received_via: str | None = None,
-    extra: list[tuple[str, str]] | None = None,
     strip: frozenset[str] = frozenset(),
 ) -> Request:
     """A copy of `req` to forward (§16.6): Request-URI, our Via on top,
@@ -139,20 +144,25 @@ def forwarded(
     `drop_top_route` Route elements removed (loose routing, §16.4), `routes`
     pushed on top (a registered Path, RFC 3327), header names in `strip`
     (lower case) left out; `received_via` replaces the first Via field (the
-    previous hop's Via with received/rport added, §18.2.1, RFC 3581)."""
+    previous hop's Via with received/rport added, §18.2.1, RFC 3581).
+
+    Unchanged fields are shared with `req` (their original bytes are sent
+    as they came) and the transaction keys are not parsed again."""
     mf = req.max_forwards
-    headers: list[tuple[str, str]] = [("Via", via)]
+    new_mf = max(0, (70 if mf is None else mf) - 1)
+    known = HeaderField.known
+    fields: list[HeaderField] = [known("Via", via, "via")]
     if record_route is not None:
-        headers.append(("Record-Route", record_route))
+        fields.append(known("Record-Route", record_route, "record-route"))
     if routes:
-        headers.extend(("Route", r) for r in routes)
+        fields.extend(known("Route", r, "route") for r in routes)
     to_drop = drop_top_route
     mf_done = False
     via_done = received_via is None
     for f in req.headers._fields:
         k = f.key
         if k == "via" and not via_done:
-            headers.append(("Via", received_via))  # type: ignore[arg-type]
+            fields.append(known("Via", received_via, "via"))  # type: ignore[arg-type]
             via_done = True
             continue
         if k == "route" and to_drop:
@@ -161,23 +171,37 @@ def forwarded(
             to_drop -= take
             elems = elems[take:]
             if elems:
-                headers.append(("Route", ", ".join(elems)))
+                fields.append(known("Route", ", ".join(elems), "route"))
             continue
         if k == "max-forwards":
             if not mf_done:
-                headers.append(("Max-Forwards", str(max(0, (mf if mf is not None else 70) - 1))))
+                fields.append(known("Max-Forwards", str(new_mf), "max-forwards"))
                 mf_done = True
             continue
         if k in strip or k == "content-length":
             continue
-        headers.append((f.name, f.value))
+        fields.append(f)
     if not mf_done:
-        headers.append(("Max-Forwards", "69" if mf is None else str(max(0, mf - 1))))
-    if extra:
-        headers.extend(extra)
-    body = req.body
-    headers.append(("Content-Length", str(len(body))))
-    return Request(req.method, ruri, headers, body)
+        fields.append(known("Max-Forwards", str(new_mf), "max-forwards"))
+    fields.append(known("Content-Length", str(len(req.body)), "content-length"))
+    top = _via_keys(via)
+    return Request.derived(req, ruri, fields, top, new_mf)
+
+
+def _via_keys(via: str) -> tuple[str | None, str, int | None, str]:
+    """(branch, host, port, transport) of a Via this proxy wrote itself:
+    ``SIP/2.0/UDP host:port;branch=...;rport``."""
+    proto, _, rest = via.partition(" ")
+    sent_by, _, params = rest.partition(";")
+    branch = None
+    for p in params.split(";"):
+        if p.startswith("branch="):
+            branch = p[7:]
+    if sent_by.startswith("["):
+        host, _, port = sent_by[1:].partition("]:")
+    else:
+        host, _, port = sent_by.rpartition(":")
+    return branch, host, int(port) if port else None, proto.rsplit("/", 1)[1]
 
 
 def replace_record_route(resp: Response, addresses: tuple[ProxyAddress, ...], new_value: str) -> bool:
