@@ -114,12 +114,14 @@ def cmd_invoice_issue(args: argparse.Namespace, out: TextIO) -> int:
     from sipcore.store.months import month_bounds_ms
 
     async def go(store: Store) -> list[str]:
-        lines = []
-        for invoice in await _rate_all(store, args):
+        invoices = await _rate_all(store, args)  # every account rated and checked before anything is issued
+        for invoice in invoices:
             if not args.force and store.now_ms() < month_bounds_ms(invoice.period, invoice.tz)[1]:
                 raise CommandFailed(
                     f"{invoice.tenant}: {invoice.period} is not over yet in {invoice.tz} (--force issues it anyway)"
                 )
+        lines = []
+        for invoice in invoices:
             r = await store.issue_invoice(invoice)
             i = r.issued.invoice
             what = "issued" if r.created else "unchanged"
