@@ -236,3 +236,35 @@ async def test_the_background_worker_delivers_when_notified(store: Store, receiv
     finally:
         await worker.stop()
     await worker.stop()  # idempotent
+
+
+@pytest.mark.asyncio
+async def test_from_a_login_over_50_percent_to_the_tenants_web_server(store: Store, receiver: Receiver) -> None:
+    """The whole path the server wires: guard -> record_alerts -> outbox -> POST."""
+    from sipcore.config import BillingConfig
+    from sipcore.metering.limits import UsageGuard
+    from sipcore.rating import PlanLibrary
+
+    t = await store.add_tenant("example.com")
+    await store.set_plan("example.com", "voximplant-free", "2025-12-01")
+    await store.set_webhook("example.com", receiver.url)
+    plans = PlanLibrary(BillingConfig().plans_path())
+    tenants = await store.guard_tenants(plans)
+    guard = UsageGuard(tenants)
+    for state in await store.guard_state(tenants, T0):
+        guard.restore(state, T0)
+    for device in range(500):
+        assert guard.mau_admit(t.id, device, T0 + device) is None
+    new = await store.record_alerts(guard.pop_alerts())
+    assert [(a.metric, a.threshold_pct, a.webhook) for a in new] == [("mau", 50, "pending")]
+    worker = WebhookWorker(store)
+    assert await worker.deliver_due() == 1
+    (req,) = receiver.requests
+    body = json.loads(req["body"])
+    assert (body["tenant"], body["metric"], body["threshold_pct"], body["value"], body["included"]) == (
+        "example.com",
+        "mau",
+        50,
+        500,
+        "1000",
+    )
