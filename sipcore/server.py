@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sipcore import __version__
 from sipcore.config import Config
@@ -32,10 +33,14 @@ from sipcore.proxy.calls import CounterRecorded
 from sipcore.proxy.core import BindingsChanged, Core, LegsRecorded, UsageRecorded
 from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
 from sipcore.proxy.routing import ProxyAddress
+from sipcore.rating import PlanLibrary
 from sipcore.registrar import Binding, contact_key
 from sipcore.store import BatchWriter, BindingRow, NotFound, Store
 from sipcore.transport.addresses import interface_addresses
 from sipcore.transport.listeners import Transports
+
+if TYPE_CHECKING:
+    from sipcore.webhooks import WebhookWorker
 
 log = logging.getLogger("sipcore.server")
 
@@ -159,6 +164,8 @@ class Server:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._tasks: list[asyncio.Task[None]] = []
+        self._alert_tasks: set[asyncio.Task[Any]] = set()
+        self.webhooks: WebhookWorker | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -191,6 +198,7 @@ class Server:
         if cfg.demo.enabled:
             await self._ensure_demo()
         await self._reload_directory()
+        await self._start_billing()
         rows = await self.store.load_bindings(wall_ms())
         self.core.restore_bindings([row_to_binding(r) for r in rows])
         self.writer = BatchWriter(self.store, cfg.store.flush_interval_ms)
@@ -224,6 +232,10 @@ class Server:
             if hasattr(self, "core"):
                 self.core.shutdown(wall_ms())
                 self._pump(self.loop.time())
+            if self._alert_tasks:
+                await asyncio.gather(*self._alert_tasks, return_exceptions=True)
+            if self.webhooks is not None:
+                await self.webhooks.stop()
             for t in self._tasks[1:]:
                 t.cancel()
             if self.writer is not None:
@@ -271,6 +283,49 @@ class Server:
         dids = await self.store.load_dids()
         self.directory.replace(tenants, devices, serial, trunks, dids)
 
+    async def _start_billing(self) -> None:
+        """Plan limits and usage alerts (sipcore.metering.limits), and the
+        webhook worker that POSTs the alerts from the durable outbox."""
+        from sipcore.metering.limits import UsageGuard
+        from sipcore.webhooks import WebhookWorker
+
+        assert self.store is not None
+        b = self.config.billing
+        tenants = await self.store.guard_tenants(PlanLibrary(b.plans_path()))
+        guard = UsageGuard(tenants, b.alert_thresholds_pct)
+        now = wall_ms()
+        for state in await self.store.guard_state(tenants, now):
+            guard.restore(state, now)
+        self.core.guard = guard
+        self.webhooks = WebhookWorker(
+            self.store,
+            timeout_s=b.webhook_timeout_s,
+            backoff_ms=b.webhook_backoff_ms,
+            max_backoff_ms=b.webhook_max_backoff_ms,
+            max_attempts=b.webhook_max_attempts,
+        )
+        self.webhooks.start()
+
+    def _alerts(self) -> None:
+        """Alerts the packet path raised go to the store (and the webhook
+        outbox) in a task: never awaited here."""
+        guard = self.core.guard
+        if guard is None:
+            return
+        alerts = guard.pop_alerts()
+        if alerts and self.store is not None:
+            task = self.loop.create_task(self.store.record_alerts(alerts))
+            self._alert_tasks.add(task)
+
+            def done(t: asyncio.Task[Any]) -> None:
+                self._alert_tasks.discard(t)
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("storing %d usage alerts failed: %s", len(alerts), t.exception())
+                elif self.webhooks is not None:
+                    self.webhooks.notify()
+
+            task.add_done_callback(done)
+
     async def _heartbeat(self) -> None:
         """Stamp liveness: after a crash, open legs are closed at the last stamp.
 
@@ -291,6 +346,9 @@ class Server:
             try:
                 if await self.store.provisioning_serial() != self.directory.serial:
                     await self._reload_directory()
+                    if self.core.guard is not None:
+                        plans = PlanLibrary(self.config.billing.plans_path())
+                        self.core.guard.set_tenants(await self.store.guard_tenants(plans))
                     dropped = self.core.provisioning_changed(wall_ms())
                     self._pump(self.loop.time())
                     log.info(
@@ -346,6 +404,8 @@ class Server:
                 writer.submit_legs(ev.legs)
             elif type(ev) is CounterRecorded:
                 writer.submit_counter(ev.tenant_id, ev.month, ev.metric, ev.delta)
+        if core.guard is not None:
+            self._alerts()
         nt = core.next_timer()
         if nt is not None and nt < self._timer_at - 0.0005:
             if self._timer is not None:

@@ -278,7 +278,10 @@ class CallProxy:
         if from_uri.user_unescaped != result.username or from_uri.host.lower() != tenant.domain.lower():
             self._respond(tx, 403, "From Does Not Match Credentials")
             return None
-        core.device_authenticated(tenant.id, device.device_id, now_ms)
+        refused = core.device_authenticated(tenant.id, device.device_id, now_ms)
+        if refused is not None:
+            self._respond(tx, 403, refused)
+            return None
         return tenant, device
 
     def _local_host(self, host: str, tenant: TenantInfo) -> bool:

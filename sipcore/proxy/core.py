@@ -26,6 +26,7 @@ from sipcore.message import Request, Response, make_response
 from sipcore.message.grammar import split_commas
 from sipcore.message.limits import ParserLimits
 from sipcore.metering import GaugeRecord, LegRecord, MauRecord, RegistrationMeter
+from sipcore.metering.limits import UsageGuard
 from sipcore.proxy.calls import CallProxy, CounterRecorded
 from sipcore.proxy.directory import Directory, TenantInfo
 from sipcore.proxy.routing import ProxyAddress, RouteSigner
@@ -144,6 +145,8 @@ class Core:
         self._out: list[Outgoing] = []
         self._clock = (0.0, 0)
         self.proxy = CallProxy(self, RouteSigner(secret))
+        self.guard: UsageGuard | None = None
+        """Real-time plan limits and alerts; the edge installs it (None: no limits)."""
 
     # --- input ----------------------------------------------------------------
     def receive(self, data: bytes, flow: Flow, now: float, now_ms: int) -> None:
@@ -219,14 +222,23 @@ class Core:
     def emit_counter(self, rec: CounterRecorded) -> None:
         self._events.append(rec)
 
-    def device_authenticated(self, tenant_id: int, device_id: int, now_ms: int) -> None:
+    def device_authenticated(self, tenant_id: int, device_id: int, now_ms: int) -> str | None:
+        """A device proved its credentials: counted as active this month, or
+        the reason it may not be (its plan blocks a new MAU over the limit)."""
+        guard = self.guard
+        if guard is not None:
+            reason = guard.mau_admit(tenant_id, device_id, now_ms)
+            if reason is not None:
+                return reason
         mau = self.meter.authenticated(tenant_id, device_id, now_ms)
         if mau is not None:
             self._events.append(UsageRecorded(mau=(mau,)))
+        return None
 
     def message_refused(self, tenant_id: int, now_ms: int) -> str | None:
-        """The reason a MESSAGE of this tenant is over its plan's limit, else None."""
-        return None
+        """The reason a MESSAGE of this tenant is over its plan's limit, else
+        None (and then it is counted against the limit)."""
+        return self.guard.message_admit(tenant_id, now_ms) if self.guard is not None else None
 
     def shutdown(self, now_ms: int) -> None:
         """Clean stop: calls still up are closed (their legs end now)."""
@@ -396,9 +408,10 @@ class Core:
         if (to_uri.user_unescaped or "") != result.username:
             self._respond(tx, self._response(req, flow, 403, "Not Allowed To Register This AOR"), now, forget=True)
             return
-        mau = self.meter.authenticated(tenant.id, device.device_id, now_ms)
-        if mau is not None:
-            self._events.append(UsageRecorded(mau=(mau,)))
+        refused = self.device_authenticated(tenant.id, device.device_id, now_ms)
+        if refused is not None:
+            self._respond(tx, self._response(req, flow, 403, refused), now, forget=True)
+            return
         aor = f"sip:{result.username}@{tenant.domain.lower()}"
         outcome = self.registrar.register(
             req, aor, flow, tenant.id, device.device_id, now_ms, self._new_id(), self._top_via(req, flow)

@@ -188,6 +188,7 @@ def register_from(server_port: int, local_port: int, user: str, password: str, d
     routes to the flow a binding registered from, not to its Contact."""
     import hashlib
 
+    call_id = f"reg-{user}-{uuid.uuid4().hex[:10]}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", local_port))
@@ -198,7 +199,7 @@ def register_from(server_port: int, local_port: int, user: str, password: str, d
                 f"REGISTER sip:{domain} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};rport;branch=z9hG4bK{uuid.uuid4().hex[:12]}\r\n"
                 f"From: <sip:{user}@{domain}>;tag=r1\r\nTo: <sip:{user}@{domain}>\r\n"
-                f"Call-ID: reg-{user}-{local_port}\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\n"
                 f"Contact: <sip:{user}@127.0.0.1:{local_port}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n"
             )
             s.sendto(msg.encode(), ("127.0.0.1", server_port))
