@@ -411,3 +411,43 @@ def test_flow_object_is_reused_for_the_callee() -> None:
     net, alice, bob = two_phones()
     basic_call(net, alice, bob)
     assert Flow("udp", "203.0.113.8", 40002, 1) in {b.flow for b in net.core.location.all()}
+
+
+def _message(alice, n: int) -> None:  # type: ignore[no-untyped-def]
+    def req(cseq: int, auth: str | None) -> Request:
+        hs = [
+            ("Via", alice.via()),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:alice@{DOMAIN}>;tag=m{n}"),
+            ("To", f"<{BOB}>"),
+            ("Call-ID", f"msg-{n}"),
+            ("CSeq", f"{cseq} MESSAGE"),
+            ("Content-Type", "text/plain"),
+        ]
+        if auth:
+            hs.append(("Proxy-Authorization", auth))
+        return Request("MESSAGE", BOB, hs + [("Content-Length", "2")], b"hi")
+
+    alice.send(req(1, None))
+    ch = alice.take(407)
+    alice.send(req(2, alice.digest(ch, "MESSAGE", BOB, "Proxy-Authenticate")))
+
+
+def test_a_message_over_a_blocking_plan_limit_gets_403() -> None:
+    from pathlib import Path
+
+    from sipcore.metering.limits import TenantPolicy, UsageGuard
+    from sipcore.rating.plan import parse_plan
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config" / "plans" / "voximplant-free.toml").read_text()
+    plan = parse_plan(text.replace("included = 50000", "included = 2"), "tiny.toml")
+    net, alice, bob = two_phones()
+    net.core.guard = UsageGuard({1: TenantPolicy(plan)})
+    for n in range(3):
+        _message(alice, n)
+    assert len([m for m in bob.inbox if isinstance(m, Request) and m.method == "MESSAGE"]) == 2
+    (refused,) = [m for m in alice.inbox if getattr(m, "status", 0) == 403]
+    assert refused.reason == "Monthly Message Limit Reached"
+    counted = [e for e in net.events if isinstance(e, CounterRecorded)]
+    assert len(counted) == 2, "a refused MESSAGE is not counted"
