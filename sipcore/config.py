@@ -187,6 +187,9 @@ class ProxyConfig:
     heartbeat_s: int = 5
     """How often the server stamps its liveness in the store; after a crash the
     calls left open are closed at the last stamp."""
+    trunk_probe_s: int = 30
+    """Every trunk is sent OPTIONS this often; one that does not answer is
+    marked down and calls fail over to the next route (0: no probing)."""
 
     def check(self) -> list[tuple[str, str]]:
         errs = []

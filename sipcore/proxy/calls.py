@@ -156,6 +156,10 @@ class CallProxy:
         self._by_server: dict[ServerTransaction, _Context] = {}
         self.dialogs = DialogTable(core.emit_legs, max_dialogs=self.config.max_dialogs)
         self._cnonce = 0
+        self._probes: dict[ClientTransaction, int] = {}  # OPTIONS probe -> trunk id
+        self._probe_at = 0.0
+        self.trunks_down: set[int] = set()
+        """Trunks whose last OPTIONS probe got no answer: routed to last."""
 
     # -- helpers ---------------------------------------------------------------------
     def _address(self, transport: str) -> ProxyAddress:
@@ -228,7 +232,10 @@ class CallProxy:
                 return
         ctx = _Context(tx, req, flow, caller, callee, method == "INVITE", now_ms, transit=transit)
         self._by_server[tx] = ctx
-        if self.config.forking == "serial" and len(targets) > 1:
+        if targets[0].trunk is not None:  # routes to trunks: failover, one at a time
+            ctx.pending = targets[1:]
+            targets = targets[:1]
+        elif self.config.forking == "serial" and len(targets) > 1:
             targets.sort(key=lambda t: -t.q_milli)
             ctx.pending = targets[1:]
             targets = targets[:1]
@@ -328,12 +335,15 @@ class CallProxy:
         routes = [t for t in d.routes(tenant.id, user) if from_trunk is None or t.id != from_trunk.id]
         if not routes or not user:
             return (404, "Not Found"), None, False
-        trunk = routes[0]
-        callee = Endpoint("trunk", trunk.id, trunk.tenant_id, trunk.name)
-        host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-        ruri = f"sip:{user}@{host}:{trunk.port}" + (";transport=tcp" if trunk.transport == "tcp" else "")
-        flow = Flow(trunk.transport, trunk.host, trunk.port, 0)
-        return [Target(callee, ruri, flow, trunk=trunk)], callee, from_trunk is not None
+        # Trunks that failed their OPTIONS probe go last (tried only if every other fails too).
+        routes.sort(key=lambda t: t.id in self.trunks_down)
+        targets = []
+        for trunk in routes:
+            ep = Endpoint("trunk", trunk.id, trunk.tenant_id, trunk.name)
+            host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+            ruri = f"sip:{user}@{host}:{trunk.port}" + (";transport=tcp" if trunk.transport == "tcp" else "")
+            targets.append(Target(ep, ruri, Flow(trunk.transport, trunk.host, trunk.port, 0), trunk=trunk))
+        return targets, targets[0].endpoint, from_trunk is not None
 
     def _codec_refusal(self, req: Request, targets: list[Target]) -> str | None:
         """Transcoding is needed when the offer and the trunk share no codec;
@@ -391,7 +401,9 @@ class CallProxy:
     def on_response(self, tx: ClientTransaction, resp: Response, now: float, now_ms: int) -> None:
         entry = self._by_client.get(tx)
         if entry is None:
-            return  # our own BYE (max duration, session timer) was answered
+            if resp.status >= 200:
+                self._probe_answered(tx)
+            return  # our own BYE (max duration, session timer) or a trunk probe was answered
         ctx, branch = entry
         status = resp.status
         if status == 100:
@@ -473,7 +485,7 @@ class CallProxy:
     def _maybe_finish(self, ctx: _Context, now: float, now_ms: int) -> None:
         if ctx.done or any(b.final is None for b in ctx.branches):
             return
-        if ctx.pending and not ctx.cancelled:
+        if ctx.pending and not ctx.cancelled and self._try_next(ctx.branches[-1]):
             self._start_branch(ctx, ctx.pending.pop(0), now)
             return
         finals = [b.final for b in ctx.branches if b.final is not None]
@@ -503,11 +515,72 @@ class CallProxy:
                 setup_ms=ctx.setup_ms,
             )
 
+    @staticmethod
+    def _try_next(last: _Branch) -> bool:
+        """Serial forking moves on after any failure but a 6xx; failover to the
+        next trunk only when the trunk itself failed (timeout, 5xx), not when
+        the far end said busy or no."""
+        status = last.final.status if last.final is not None else 0
+        if last.target.trunk is not None:
+            return status == 408 or 500 <= status < 600
+        return status < 600
+
     def on_timeout(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
+        if self._probe_failed(tx):
+            return
         self._synthesize(tx, 408, now, now_ms)
 
     def on_transport_failed(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
+        if self._probe_failed(tx):
+            return
         self._synthesize(tx, 503, now, now_ms)
+
+    # -- trunk probing (OPTIONS) ---------------------------------------------------------
+    def _probe_trunks(self, now: float) -> None:
+        for trunk in self.directory.trunks():
+            if trunk.id in self._probes.values():
+                continue  # the previous probe is still out
+            flow = Flow(trunk.transport, trunk.host, trunk.port, 0)
+            me = self._address(flow.transport)
+            host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+            uri = f"sip:{host}:{trunk.port}"
+            headers = [
+                ("Via", f"SIP/2.0/{flow.transport.upper()} {me.hostport()};branch=z9hG4bK{self.core.new_id()};rport"),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:sipcore@{me.hostport()}>;tag={self.core.new_id()}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", f"probe-{self.core.new_id()}"),
+                ("CSeq", "1 OPTIONS"),
+                ("Content-Length", "0"),
+            ]
+            try:
+                tx = self.layer.send_request(Request("OPTIONS", uri, headers), flow, now)
+            except Exception as e:
+                log.warning("cannot probe trunk %s: %s", trunk.name, e)
+                continue
+            self._probes[tx] = trunk.id
+
+    def _probe_answered(self, tx: ClientTransaction) -> bool:
+        trunk_id = self._probes.pop(tx, None)
+        if trunk_id is None:
+            return False
+        if trunk_id in self.trunks_down:
+            self.trunks_down.discard(trunk_id)
+            t = self.directory.trunk(trunk_id)
+            log.warning("trunk %s is up again (answers OPTIONS)", t.name if t else trunk_id)
+        return True
+
+    def _probe_failed(self, tx: ClientTransaction) -> bool:
+        trunk_id = self._probes.pop(tx, None)
+        if trunk_id is None:
+            return False
+        if trunk_id not in self.trunks_down:
+            self.trunks_down.add(trunk_id)
+            t = self.directory.trunk(trunk_id)
+            log.warning(
+                "trunk %s is down (no answer to OPTIONS); calls fail over to other routes", t.name if t else trunk_id
+            )
+        return True
 
     def _synthesize(self, tx: ClientTransaction, status: int, now: float, now_ms: int) -> None:
         entry = self._by_client.get(tx)
@@ -522,6 +595,7 @@ class CallProxy:
         self._maybe_finish(ctx, now, now_ms)
 
     def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
+        self._probes.pop(tx, None)  # type: ignore[arg-type]
         entry = self._by_client.pop(tx, None)  # type: ignore[arg-type]
         if entry is not None:
             ctx = entry[0]
@@ -769,13 +843,20 @@ class CallProxy:
 
     # -- timers: maximum duration, session timer -------------------------------------------
     def handle_timer(self, now: float, now_ms: int) -> None:
+        period = self.config.trunk_probe_s
+        if period > 0 and now >= self._probe_at:
+            self._probe_at = now + period
+            self._probe_trunks(now)
         for d, why in self.dialogs.due(now):
             log.info("ending call %s: %s", d.call_id, why)
             self._bye_both(d, now)
             self.dialogs.end(d, now_ms, why)
 
     def next_timer(self) -> float | None:
-        return self.dialogs.next_deadline()
+        deadline = self.dialogs.next_deadline()
+        if self.config.trunk_probe_s > 0 and self.directory.trunks():
+            deadline = self._probe_at if deadline is None else min(deadline, self._probe_at)
+        return deadline
 
     def _bye_both(self, d: Dialog, now: float) -> None:
         # To the callee, as if from the caller; to the caller, as if from the callee.

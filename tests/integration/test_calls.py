@@ -19,7 +19,7 @@ DOMAIN = "sipcore.test"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path, extra_toml="[proxy]\nheartbeat_s = 1\n")
+    s = ServerProcess(tmp_path, extra_toml="[proxy]\nheartbeat_s = 1\ntrunk_probe_s = 0\n")
     s.start()
     yield s
     if s.proc is not None and s.proc.poll() is None:

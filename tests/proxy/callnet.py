@@ -8,7 +8,7 @@ import itertools
 from typing import Any
 
 from sipcore.auth import compute_ha1
-from sipcore.config import Config
+from sipcore.config import Config, ProxyConfig
 from sipcore.flow import Flow
 from sipcore.message import Request, Response, parse
 from sipcore.message.grammar import split_commas
@@ -52,7 +52,7 @@ def make_core(config: Config | None = None, trunks: tuple[TrunkInfo, ...] = (TRU
     counter = itertools.count(1)
     salt = itertools.count(1)
     return Core(
-        config or Config(),
+        config or Config(proxy=ProxyConfig(trunk_probe_s=0)),
         d,
         secret=b"k" * 32,
         new_id=lambda: f"id{next(counter)}",

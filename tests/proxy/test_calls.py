@@ -153,7 +153,7 @@ def test_forking_one_answer_cancels_the_other_and_meters_one_pair() -> None:
 
 
 def test_serial_forking_tries_the_highest_q_first() -> None:
-    cfg = Config(proxy=ProxyConfig(forking="serial"))
+    cfg = Config(proxy=ProxyConfig(forking="serial", trunk_probe_s=0))
     net = Net(make_core(cfg))
     alice = net.ua("alice", "a-pw", "203.0.113.7", 40000)
     desk = net.ua("bob", "b-pw", "203.0.113.8", 40002)
@@ -361,7 +361,7 @@ def test_message_is_relayed_and_counted() -> None:
 
 
 def test_max_call_duration_ends_the_call_with_bye_to_both_sides() -> None:
-    cfg = Config(proxy=ProxyConfig(max_call_duration_s=60))
+    cfg = Config(proxy=ProxyConfig(max_call_duration_s=60, trunk_probe_s=0))
     net, alice, bob = two_phones(Net(make_core(cfg)))
     basic_call(net, alice, bob)
     net.advance(61)
@@ -451,3 +451,43 @@ def test_a_message_over_a_blocking_plan_limit_gets_403() -> None:
     assert refused.reason == "Monthly Message Limit Reached"
     counted = [e for e in net.events if isinstance(e, CounterRecorded)]
     assert len(counted) == 2, "a refused MESSAGE is not counted"
+
+
+def test_a_trunk_that_stops_answering_options_is_down_and_calls_fail_over() -> None:
+    backup = TrunkInfo(8, 1, "backup", "198.51.100.6", 5060, prefixes=("1",), priority=200)
+    primary = TrunkInfo(7, 1, "carrier", "198.51.100.5", 5060, prefixes=("1",), priority=100)
+    net = Net(make_core(Config(proxy=ProxyConfig(trunk_probe_s=30)), trunks=(primary, backup)))
+    alice = net.ua("alice", "a-pw")
+    alice.register()
+    carrier = net.ua("carrier", "", "198.51.100.5", 5060)
+    other = net.ua("backup", "", "198.51.100.6", 5060)
+    net.advance(0.001)
+    probe = carrier.take("OPTIONS")
+    other.answer(other.take("OPTIONS"), 200)
+    net.lost.extend([("198.51.100.5", 5060)] * 20)  # the primary's probe retransmissions vanish
+    net.advance(40)  # Timer F: the primary is down
+    assert probe.method == "OPTIONS"
+    assert net.core.proxy.trunks_down == {7}
+    other.inbox.clear()
+    alice.invite(f"sip:15551234567@{DOMAIN}", "failover")
+    assert other.take("INVITE"), "the backup is tried first while the primary is down"
+
+
+def test_failover_to_the_next_trunk_on_503_but_not_on_busy() -> None:
+    backup = TrunkInfo(8, 1, "backup", "198.51.100.6", 5060, prefixes=("1",), priority=200)
+    primary = TrunkInfo(7, 1, "carrier", "198.51.100.5", 5060, prefixes=("1",), priority=100)
+    net = Net(make_core(trunks=(primary, backup)))
+    alice = net.ua("alice", "a-pw")
+    alice.register()
+    carrier = net.ua("carrier", "", "198.51.100.5", 5060)
+    other = net.ua("backup", "", "198.51.100.6", 5060)
+    alice.invite(f"sip:15551234567@{DOMAIN}", "fo1")
+    f = carrier.take("INVITE")
+    carrier.answer(f, 503)
+    f2 = other.take("INVITE")
+    other.answer(f2, 200, sdp=AUDIO)
+    assert alice.take(200)
+    alice.invite(f"sip:15551234567@{DOMAIN}", "fo2")
+    carrier.answer(carrier.take("INVITE"), 486)
+    assert 486 in alice.statuses()
+    assert not [m for m in other.inbox if isinstance(m, Request) and m.method == "INVITE"]
