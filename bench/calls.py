@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = work / "bench.toml"
         cfg.write_text(
             f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
-            f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n'
+            f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n'
+            "[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n"
         )
         inf = work / "callers.csv"
         inf.write_text(f"SEQUENTIAL\ncaller;callee;{DOMAIN};[authentication username=caller password=pw-caller]\n")
