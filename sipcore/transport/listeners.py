@@ -124,6 +124,8 @@ class Transports:
         self.conn_ids = itertools.count(1_000_000)  # above listener ids, so a flow names one thing
         self.bound: list[tuple[Listener, tuple[str, int]]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._connecting: dict[tuple[str, int], list[bytes]] = {}  # outbound connects in progress
+        self._connect_tasks: set[asyncio.Task[None]] = set()
 
     def deliver(self, data: bytes, flow: Flow) -> None:
         """Hand one message to the handler.  A bug there must cost that message,
@@ -159,18 +161,68 @@ class Transports:
             proto.transport.sendto(data, (flow.host, flow.port))
             return True
         conn = self.connections.get(flow.conn_id)
+        if conn is not None and (conn.flow is None or (conn.flow.host, conn.flow.port) != (flow.host, flow.port)):
+            conn = None  # a stale flow whose id now names another peer's connection
         if conn is None or conn.transport is None or conn.transport.is_closing():
-            return False
-        if conn.flow is None or (conn.flow.host, conn.flow.port) != (flow.host, flow.port):
-            return False  # a stale flow whose id now names another peer's connection
-        if conn.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            # No such connection (a trunk not yet connected, a flow from before
+            # a restart): reuse another one to the same address, else open one.
+            conn = self._open_to(flow.host, flow.port)
+            if conn is None or conn.transport is None:
+                return self._connect(data, flow)
+        transport = conn.transport
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             # A peer that sends but never reads would make us buffer without
             # bound: it loses its connection instead.
             log.warning("%s closed: more than %d bytes unread", conn.flow, MAX_WRITE_BUFFER)
-            conn.transport.abort()
+            transport.abort()
             return False
-        conn.transport.write(data)
+        transport.write(data)
         return True
+
+    def _open_to(self, host: str, port: int) -> _Tcp | None:
+        for c in self.connections.values():
+            if c.flow is not None and c.flow.host == host and c.flow.port == port and c.transport is not None:
+                if not c.transport.is_closing():
+                    return c
+        return None
+
+    def _connect(self, data: bytes, flow: Flow) -> bool:
+        """Queue `data` and open a TCP connection to the flow's address (one
+        per address at a time); a failed connect is reported as the flow
+        closing, which fails the transactions waiting on it (§18.4)."""
+        key = (flow.host, flow.port)
+        queued = self._connecting.get(key)
+        if queued is not None:
+            if sum(len(d) for d in queued) + len(data) > MAX_WRITE_BUFFER:
+                return False
+            queued.append(data)
+            return True
+        if len(self.connections) >= self.max_tcp_connections:
+            return False
+        self._connecting[key] = [data]
+        task = asyncio.ensure_future(self._do_connect(flow))
+        self._connect_tasks.add(task)
+        task.add_done_callback(self._connect_tasks.discard)
+        return True
+
+    async def _do_connect(self, flow: Flow) -> None:
+        key = (flow.host, flow.port)
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Tcp(self, self.limits), flow.host, flow.port), timeout=10
+            )
+        except (OSError, TimeoutError) as e:
+            self._connecting.pop(key, None)
+            log.info("tcp connection to %s:%s failed: %s", flow.host, flow.port, e)
+            try:
+                self.on_closed(flow)
+            except Exception:
+                log.exception("%s: error while handling the failed connection", flow)
+            return
+        for data in self._connecting.pop(key, []):
+            if proto.transport is not None and not proto.transport.is_closing():
+                proto.transport.write(data)
 
     async def _sweep_idle(self) -> None:
         while True:
@@ -184,6 +236,8 @@ class Transports:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for task in list(self._connect_tasks):
+            task.cancel()
         for proto in self.udp.values():
             if proto.transport is not None:
                 proto.transport.close()

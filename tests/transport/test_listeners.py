@@ -77,3 +77,39 @@ async def test_a_handler_bug_costs_one_message_not_the_socket() -> None:
     finally:
         tr.close()
         await transports.stop()
+
+
+@pytest.mark.asyncio
+async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_connect() -> None:
+    received: list[bytes] = []
+    peers: list[object] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        while data := await reader.read(65536):
+            received.append(data)
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    closed: list[Flow] = []
+    transports = Transports(lambda d, f: None, DEFAULT_LIMITS, on_closed=closed.append)
+    await transports.start((Listener("tcp", "127.0.0.1", 0),))
+    try:
+        flow = Flow("tcp", "127.0.0.1", port, 0)  # a trunk: no connection yet
+        assert transports.send(b"one;", flow) and transports.send(b"two;", flow)
+        await asyncio.sleep(0.2)
+        assert transports.send(b"three;", flow)
+        await asyncio.sleep(0.2)
+        assert b"".join(received) == b"one;two;three;"
+        assert len(peers) == 1, "one connection, reused"
+        server.close()
+        await server.wait_closed()
+        dead = Flow("tcp", "127.0.0.1", port, 0)
+        for w in peers:
+            w.close()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)
+        assert transports.send(b"x", dead)  # queued while connecting...
+        await asyncio.sleep(0.5)
+        assert dead in closed, "...and the refused connect is reported like a closed flow"
+    finally:
+        await transports.stop()
