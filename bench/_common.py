@@ -14,6 +14,15 @@ SHARED = Path(os.environ.get("SIPCORE_SHARED", ROOT.parent / "shared"))
 CORPUS_DIR = SHARED / "testdata" / "sip" / "bench-corpus"
 
 
+def free_port() -> int:
+    """A free UDP port on 127.0.0.1 (for the server or a SIPp under test)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def load_corpus() -> list[bytes]:
     files = sorted(CORPUS_DIR.glob("*.sip"))
     if not files:

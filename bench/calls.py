@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, emit  # noqa: E402
+from _common import ROOT, emit, free_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.harness import register_from  # noqa: E402
@@ -42,14 +42,6 @@ from tests.integration.harness import register_from  # noqa: E402
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
 DOMAIN = "sipcore.test"
 DID = "15550001"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def provision(db: Path, trunk_port: int) -> None:

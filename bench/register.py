@@ -28,18 +28,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, emit  # noqa: E402
+from _common import ROOT, emit, free_port  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
 DOMAIN = "sipcore.test"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def provision(db: Path, users: int) -> None:

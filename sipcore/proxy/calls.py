@@ -51,6 +51,7 @@ from sipcore.auth.client import authorization, pick_challenge
 from sipcore.errors import RemoteProtocolError
 from sipcore.flow import Flow
 from sipcore.message import Request, Response, make_response
+from sipcore.message.model import HeaderField
 from sipcore.message.sdp import parse_sdp
 from sipcore.metering.legs import (
     END_CANCEL,
@@ -71,6 +72,7 @@ from sipcore.proxy.routing import (
     loop_hash,
     replace_record_route,
     route_values,
+    via_keys,
 )
 from sipcore.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from sipcore.transaction.base import TERMINATED
@@ -173,9 +175,9 @@ class CallProxy:
         branch = f"z9hG4bK{loop_hash(req)}.{self.core.new_id()}"
         return f"SIP/2.0/{transport.upper()} {me.hostport()};branch={branch};rport"
 
-    def _respond(self, tx: ServerTransaction, status: int, reason: str | None = None, extra=None) -> None:  # type: ignore[no-untyped-def]
+    def _respond(self, tx: ServerTransaction, status: int, reason: str | None = None) -> None:
         core = self.core
-        core._respond(tx, core._response(tx.request, tx.flow, status, reason, extra), core._clock[0])
+        core._respond(tx, core._response(tx.request, tx.flow, status, reason), core._clock[0])
 
     def _month(self, tenant_id: int, now_ms: int) -> str:
         return self.core.meter.month(tenant_id, now_ms)
@@ -468,17 +470,16 @@ class CallProxy:
             challenge, trunk.username, trunk.password, old.method, old.ruri, f"{self.core.new_id()}{self._cnonce}"
         )
         header = "Proxy-Authorization" if resp.status == 407 else "Authorization"
-        headers = [(n, v) for n, v in old.headers if n.lower() not in ("via", header.lower(), "content-length")]
+        # forwarded() put our Via alone in the first field: a new branch replaces it.
         via = self._via(ctx.request, branch.target.flow.transport)
-        # Our new Via on top, the upstream Vias kept below it.
-        upstream = old.headers.get_all("Via")[1:] if len(old.headers.get_all("Via")) > 1 else []
-        from sipcore.message.grammar import split_commas
-
-        first_field = old.headers.get_all("Via")[0]
-        elems = split_commas(first_field)
-        vias = [via] + ([", ".join(elems[1:])] if len(elems) > 1 else []) + upstream
-        new_headers = [("Via", v) for v in vias] + headers + [(header, cred), ("Content-Length", str(len(old.body)))]
-        self._send_branch(ctx, branch, Request(old.method, old.ruri, new_headers, old.body), now)
+        kept = [f for f in old.headers.fields()[1:] if f.key not in (header.lower(), "content-length")]
+        fields = [
+            HeaderField.known("Via", via, "via"),
+            *kept,
+            HeaderField(header, cred),
+            HeaderField.known("Content-Length", str(len(old.body)), "content-length"),
+        ]
+        self._send_branch(ctx, branch, Request.derived(old, old.ruri, fields, via_keys(via), old.max_forwards), now)
         branch.status = 0
         return True
 

@@ -184,11 +184,11 @@ def forwarded(
     if not mf_done:
         fields.append(known("Max-Forwards", str(new_mf), "max-forwards"))
     fields.append(known("Content-Length", str(len(req.body)), "content-length"))
-    top = _via_keys(via)
+    top = via_keys(via)
     return Request.derived(req, ruri, fields, top, new_mf)
 
 
-def _via_keys(via: str) -> tuple[str | None, str, int | None, str]:
+def via_keys(via: str) -> tuple[str | None, str, int | None, str]:
     """(branch, host, port, transport) of a Via this proxy wrote itself:
     ``SIP/2.0/UDP host:port;branch=...;rport``."""
     proto, _, rest = via.partition(" ")
