@@ -190,6 +190,10 @@ class ProxyConfig:
     trunk_probe_s: int = 30
     """Every trunk is sent OPTIONS this often; one that does not answer is
     marked down and calls fail over to the next route (0: no probing)."""
+    trunk_register_expires_s: int = 3600
+    """The expiry asked for in the REGISTERs to trunks added with --register
+    (the registrar may grant less, or ask for more with 423); refreshed
+    at half the granted time."""
 
     def check(self) -> list[tuple[str, str]]:
         errs = []
@@ -197,6 +201,8 @@ class ProxyConfig:
             errs.append(("forking", 'must be "parallel" or "serial"'))
         if not 1 <= self.heartbeat_s <= 300:
             errs.append(("heartbeat_s", "must be 1-300"))
+        if not 60 <= self.trunk_register_expires_s <= 86400:
+            errs.append(("trunk_register_expires_s", "must be 60-86400 (seconds)"))
         return errs
 
 

@@ -74,6 +74,7 @@ from sipcore.proxy.routing import (
     route_values,
     via_keys,
 )
+from sipcore.proxy.upstream import TrunkRegistrations
 from sipcore.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from sipcore.transaction.base import TERMINATED
 
@@ -162,6 +163,8 @@ class CallProxy:
         self._probe_at = 0.0
         self.trunks_down: set[int] = set()
         """Trunks whose last OPTIONS probe got no answer: routed to last."""
+        self.upstream = TrunkRegistrations(core)
+        """Our registrations with the trunks that ask for one (REGISTER as a UAC)."""
 
     # -- helpers ---------------------------------------------------------------------
     def _address(self, transport: str) -> ProxyAddress:
@@ -403,9 +406,9 @@ class CallProxy:
     def on_response(self, tx: ClientTransaction, resp: Response, now: float, now_ms: int) -> None:
         entry = self._by_client.get(tx)
         if entry is None:
-            if resp.status >= 200:
+            if not self.upstream.on_response(tx, resp, now, now_ms) and resp.status >= 200:
                 self._probe_answered(tx)
-            return  # our own BYE (max duration, session timer) or a trunk probe was answered
+            return  # our own BYE (max duration, session timer), a trunk probe or REGISTER was answered
         ctx, branch = entry
         status = resp.status
         if status == 100:
@@ -527,12 +530,12 @@ class CallProxy:
         return status < 600
 
     def on_timeout(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
-        if self._probe_failed(tx):
+        if self._probe_failed(tx) or self.upstream.on_failure(tx, True, now, now_ms):
             return
         self._synthesize(tx, 408, now, now_ms)
 
     def on_transport_failed(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
-        if self._probe_failed(tx):
+        if self._probe_failed(tx) or self.upstream.on_failure(tx, False, now, now_ms):
             return
         self._synthesize(tx, 503, now, now_ms)
 
@@ -848,6 +851,7 @@ class CallProxy:
         if period > 0 and now >= self._probe_at:
             self._probe_at = now + period
             self._probe_trunks(now)
+        self.upstream.handle_timer(now, now_ms)
         for d, why in self.dialogs.due(now):
             log.info("ending call %s: %s", d.call_id, why)
             self._bye_both(d, now)
@@ -857,6 +861,9 @@ class CallProxy:
         deadline = self.dialogs.next_deadline()
         if self.config.trunk_probe_s > 0 and self.directory.trunks():
             deadline = self._probe_at if deadline is None else min(deadline, self._probe_at)
+        registering = self.upstream.next_timer()
+        if registering is not None:
+            deadline = registering if deadline is None else min(deadline, registering)
         return deadline
 
     def _bye_both(self, d: Dialog, now: float) -> None:

@@ -31,6 +31,7 @@ from sipcore.proxy.calls import CallProxy, CounterRecorded
 from sipcore.proxy.directory import Directory, TenantInfo
 from sipcore.proxy.routing import ProxyAddress, RouteSigner
 from sipcore.proxy.stateless import error_response
+from sipcore.proxy.upstream import TrunkRegistrationChanged
 from sipcore.registrar import Binding, LocationService, Registrar
 from sipcore.transaction import (
     AckReceived,
@@ -72,7 +73,7 @@ class LegsRecorded:
     legs: tuple[LegRecord, ...]
 
 
-CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded
+CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded | TrunkRegistrationChanged
 
 
 _PROXIED = frozenset(
@@ -222,6 +223,9 @@ class Core:
     def emit_counter(self, rec: CounterRecorded) -> None:
         self._events.append(rec)
 
+    def emit(self, event: CoreEvent) -> None:
+        self._events.append(event)
+
     def device_authenticated(self, tenant_id: int, device_id: int, now_ms: int) -> str | None:
         """A device proved its credentials: counted as active this month, or
         the reason it may not be (its plan blocks a new MAU over the limit)."""
@@ -243,6 +247,11 @@ class Core:
     def shutdown(self, now_ms: int) -> None:
         """Clean stop: calls still up are closed (their legs end now)."""
         self.proxy.shutdown(now_ms)
+
+    def unregister_trunks(self, now: float, now_ms: int) -> bool:
+        """Clean stop, before the transports close: unregister from the trunks
+        registered with; True while their answers are awaited."""
+        return self.proxy.upstream.unregister_all(now, now_ms)
 
     # --- dispatch -----------------------------------------------------------------
     def _drain_layer(self, now: float, now_ms: int) -> None:
