@@ -13,6 +13,9 @@ Mixed into :class:`~sipcore.store.Store`; tables from ``migrations/0002_calls.sq
   so replays and reordering cannot count a second twice.
 * Counters (``messages``, ``signaling.bytes_out``) are increments applied in
   the batch's transaction: a batch commits them all or none.
+* Trunk registrations (``migrations/0004_trunk_registrations.sql``): the
+  running server upserts where its registration with each trunk stands
+  (one row per trunk, the latest state wins, so a replay is harmless).
 * Heartbeat and recovery: the running server stamps ``meta.heartbeat_ms``;
   at the next start, legs left open are closed at the last moment the server
   knew them alive (METERING.md "Call legs"), never later.
@@ -171,6 +174,22 @@ class Trunk:
         return format_address(self.host, self.port)
 
 
+REGISTRATION_STATES = ("registering", "registered", "failed", "unregistered")
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkRegistration:
+    """Where the server's registration with a trunk stands (``sipcore.proxy.upstream``)."""
+
+    trunk_id: int
+    state: str  # one of REGISTRATION_STATES
+    status: int | None  # of the last response; None: none (timeout, transport failure, not sent yet)
+    reason: str
+    expires_at_ms: int | None  # registered: when the trunk's binding of us ends
+    next_attempt_ms: int | None  # the next REGISTER: refresh, or retry after a failure
+    updated_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class Did:
     number: str
@@ -262,6 +281,14 @@ _RECOVER = (
     f"video_ms = video_ms + CASE WHEN segment_video = 1 THEN {_OPEN_SPAN} ELSE 0 END, "
     f"transcoding_ms = transcoding_ms + CASE WHEN segment_transcoding = 1 THEN {_OPEN_SPAN} ELSE 0 END, "
     "segment_start_ms = NULL, updated_ms = :now WHERE end_ms IS NULL"
+)
+
+_REG_COLS = "trunk_id, state, last_status, last_reason, expires_at_ms, next_attempt_ms, updated_ms"
+# Only for a trunk that still exists (a state can be written just after its trunk was removed).
+_UPSERT_TRUNK_REGISTRATION = (
+    f"INSERT INTO trunk_registrations ({_REG_COLS}) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM trunks WHERE id = ?) ON CONFLICT (trunk_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _REG_COLS.split(", ")[1:])
 )
 
 _TRUNK_COLS = (
@@ -501,6 +528,27 @@ class CallsStore(Database):
             )  # fmt: skip
             for r in rows
         ]
+
+    # -- trunk registrations (written by the batch) -------------------------
+
+    async def record_trunk_registrations(self, rows: Iterable[TrunkRegistration]) -> None:
+        """Upsert registration states by trunk in one transaction (the latest wins;
+        a row for a trunk that no longer exists is skipped)."""
+        params = []
+        for r in rows:
+            if r.state not in REGISTRATION_STATES:
+                raise ConstraintViolation(f"trunk registration {r!r}: state must be one of {REGISTRATION_STATES}")
+            params.append(
+                (r.trunk_id, r.state, r.status, r.reason, r.expires_at_ms, r.next_attempt_ms, r.updated_ms, r.trunk_id)
+            )
+        async with self._tx() as db:
+            await db.executemany(_UPSERT_TRUNK_REGISTRATION, params)
+
+    async def trunk_registrations(self) -> dict[int, TrunkRegistration]:
+        """Every stored registration state, by trunk id."""
+        async with self._tx(write=False) as db:
+            rows = await _all(db, f"SELECT {_REG_COLS} FROM trunk_registrations")
+        return {r[0]: TrunkRegistration(*r) for r in rows}
 
     # -- DIDs ---------------------------------------------------------------
 

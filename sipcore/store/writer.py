@@ -9,8 +9,9 @@ at most one operation per key: the last upsert or delete of an (aor, contact)
 wins; a device's MAU row keeps the earliest first_ms; a gauge keeps its max;
 a leg keeps its newest snapshot, except that an ended snapshot is final (as
 in the table: the first ended snapshot of a leg is the one that counts); a
-counter's increments are summed; the heartbeat keeps the latest stamp and
-is committed with (never before) the snapshots submitted ahead of it.
+counter's increments are summed; a trunk's registration state keeps the
+latest; the heartbeat keeps the latest stamp and is committed with (never
+before) the snapshots submitted ahead of it.
 A REGISTER refresh storm therefore costs one row per binding per interval.
 
 Bounds: past ``flush_at`` distinct pending keys the next flush starts at once;
@@ -26,7 +27,10 @@ retried one operation at a time so that one bad row cannot block the rest;
 the rejected operations are logged one by one and counted in :attr:`rejected`.
 Counter increments are the one write that is not idempotent: a batch is one
 transaction (all or nothing), and one written alone leaves the batch as soon
-as it commits, so a retry never adds an increment twice.
+as it commits, so a retry never adds an increment twice.  Trunk
+registration states are written first, in a transaction of their own: they
+are idempotent (the latest state per trunk), so the retry of a batch whose
+second transaction failed only writes them again.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sipcore.metering.legs import LegRecord
-from sipcore.store.calls import CounterRow
+from sipcore.store.calls import CounterRow, TrunkRegistration
 from sipcore.store.errors import ConstraintViolation, StoreClosed, StoreError
 from sipcore.store.models import BindingRow
 from sipcore.store.store import GaugeRow, MauRow, Store
@@ -80,10 +84,12 @@ class _Batch:
     """(tenant_id, month, metric) -> the sum of the increments."""
     heartbeat_ms: int | None = None
     """The latest liveness stamp, committed with (after) everything submitted before it."""
+    trunk_registrations: dict[int, TrunkRegistration] = field(default_factory=dict)
+    """trunk_id -> its latest registration state."""
 
     def __len__(self) -> int:
         n = len(self.bindings) + len(self.mau) + len(self.gauges) + len(self.legs) + len(self.counters)
-        return n + (self.heartbeat_ms is not None)
+        return n + (self.heartbeat_ms is not None) + len(self.trunk_registrations)
 
     def merge_older(self, older: _Batch) -> None:
         """Put back a batch that failed: it is older than everything in self."""
@@ -103,6 +109,8 @@ class _Batch:
             self.counters[ck] = self.counters.get(ck, 0) + delta
         if self.heartbeat_ms is None:
             self.heartbeat_ms = older.heartbeat_ms
+        for tk, reg in older.trunk_registrations.items():
+            self.trunk_registrations.setdefault(tk, reg)
 
     def discard(self, other: _Batch) -> None:
         for k in other.bindings:
@@ -117,6 +125,8 @@ class _Batch:
             self.counters.pop(ck, None)
         if other.heartbeat_ms is not None:
             self.heartbeat_ms = None
+        for tk in other.trunk_registrations:
+            self.trunk_registrations.pop(tk, None)
 
     def split(self) -> list[_Batch]:
         """One batch per operation (to isolate a row the database refuses)."""
@@ -125,10 +135,15 @@ class _Batch:
         out += [_Batch(gauges={k: v}) for k, v in self.gauges.items()]
         out += [_Batch(legs={k: v}) for k, v in self.legs.items()]
         out += [_Batch(counters={k: v}) for k, v in self.counters.items()]
+        out += [_Batch(trunk_registrations={k: v}) for k, v in self.trunk_registrations.items()]
         # Last: a committed heartbeat must imply the leg snapshots before it are committed.
         return out + ([_Batch(heartbeat_ms=self.heartbeat_ms)] if self.heartbeat_ms is not None else [])
 
     async def write(self, store: Store) -> None:
+        if self.trunk_registrations:  # first, on their own: see the module docstring
+            await store.record_trunk_registrations(list(self.trunk_registrations.values()))
+            if len(self) == len(self.trunk_registrations):
+                return
         upserts = [b for b in self.bindings.values() if b is not None]
         deletes = [k for k, b in self.bindings.items() if b is None]
         mau: list[MauRow] = [(t, m, d, first) for (t, m, d), first in self.mau.items()]
@@ -257,6 +272,12 @@ class BatchWriter:
         old = pend.get(key)
         if self._admit(old is not None):
             pend[key] = delta if old is None else old + delta
+
+    def submit_trunk_registration(self, reg: TrunkRegistration) -> None:
+        """Queue a trunk's registration state; the latest per trunk is written."""
+        pend = self._pending.trunk_registrations
+        if self._admit(reg.trunk_id in pend):
+            pend[reg.trunk_id] = reg
 
     def submit_heartbeat(self, now_ms: int) -> None:
         """Queue a liveness stamp (``meta.heartbeat_ms``; recovery closes open legs

@@ -33,8 +33,9 @@ TABLES = {
     "invoices",
     "alerts",
     "webhook_outbox",
+    "trunk_registrations",
 }
-MIGRATIONS = [(1, "initial", T0), (2, "calls", T0), (3, "billing", T0)]
+MIGRATIONS = [(1, "initial", T0), (2, "calls", T0), (3, "billing", T0), (4, "trunk_registrations", T0)]
 
 
 def _tables(path: Path) -> set[str]:
