@@ -255,21 +255,22 @@ class Headers:
         for i, f in enumerate(self._fields):
             if f.key == k:
                 if "," not in f.value:  # one element: the common case, nothing to split
+                    first = f.value
                     del self._fields[i]
-                    if keep_keys:
-                        owner = self._owner() if self._owner is not None else None
-                        if owner is not None:
-                            owner._cache = None
+                else:  # "Via: a, b" as SIPp and some phones send them
+                    elems = split_commas(f.value)
+                    first = elems[0]
+                    if len(elems) <= 1:
+                        del self._fields[i]
                     else:
-                        self._changed(k)
-                    return f.value
-                elems = split_commas(f.value)
-                if len(elems) <= 1:
-                    del self._fields[i]
+                        self._fields[i] = HeaderField(f.name, ", ".join(elems[1:]))
+                if keep_keys:
+                    owner = self._owner() if self._owner is not None else None
+                    if owner is not None:
+                        owner._cache = None
                 else:
-                    self._fields[i] = HeaderField(f.name, ", ".join(elems[1:]))
-                self._changed(k)
-                return elems[0]
+                    self._changed(k)
+                return first
         return None
 
     def to_bytes(self) -> bytes:

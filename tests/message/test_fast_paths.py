@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipcore.errors import ParseError
+from sipcore.message.grammar import _split_commas_scan, _split_commas_unquoted, split_commas
 from sipcore.message.headers import (
     NameAddr,
     _fast_name_addr,
@@ -509,3 +510,36 @@ def test_rejected_by_both(value: str) -> None:
         parse_name_addr(value)
     with pytest.raises(ParseError):
         parse_name_addr_list(value, "Contact")
+
+
+# --- split_commas: the str.split path against the character scanner ---------------------
+
+_LIST_ALPHABET = st.text(alphabet=',<>" \t;=:@ab\\', max_size=40)
+
+
+@SETTINGS
+@given(_LIST_ALPHABET)
+def test_split_commas_fast_equals_scan(value: str) -> None:
+    assert outcome(split_commas, value) == outcome(_split_commas_scan, value)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (
+            "SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/UDP b;rport=5",
+            ["SIP/2.0/UDP a:5060;branch=z9hG4bK1", "SIP/2.0/UDP b;rport=5"],
+        ),
+        ("<sip:p1;lr>,<sip:p2,x;lr>", ["<sip:p1;lr>", "<sip:p2,x;lr>"]),
+        ("a,,b", ["a", "", "b"]),
+    ],
+)
+def test_split_commas_fast_path_shapes(value: str, expected: list[str]) -> None:
+    assert _split_commas_unquoted(value) == expected
+    assert split_commas(value) == expected
+
+
+@pytest.mark.parametrize("value", ["<a,b", "<<a>>", ">a<, b", "a>b,c"])
+def test_split_commas_fast_path_declines_odd_brackets(value: str) -> None:
+    assert _split_commas_unquoted(value) is None
+    assert outcome(split_commas, value) == outcome(_split_commas_scan, value)
