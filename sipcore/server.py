@@ -33,9 +33,11 @@ from sipcore.proxy.calls import CounterRecorded
 from sipcore.proxy.core import BindingsChanged, Core, LegsRecorded, UsageRecorded
 from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo
 from sipcore.proxy.routing import ProxyAddress
+from sipcore.proxy.upstream import TrunkRegistrationChanged
 from sipcore.rating import PlanLibrary
 from sipcore.registrar import Binding, contact_key
 from sipcore.store import BatchWriter, BindingRow, NotFound, Store
+from sipcore.store.calls import TrunkRegistration
 from sipcore.transport.addresses import interface_addresses
 from sipcore.transport.listeners import Transports
 
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from sipcore.webhooks import WebhookWorker
 
 log = logging.getLogger("sipcore.server")
+
+UNREGISTER_WAIT_S = 2.0
+"""How long a clean stop waits for the trunks to answer our unregistrations."""
 
 
 def wall_ms() -> int:
@@ -228,6 +233,11 @@ class Server:
         """Stop listening, close the legs of calls still up, flush pending
         writes, close the store (idempotent)."""
         try:
+            if hasattr(self, "core"):
+                try:
+                    await self._unregister_trunks()
+                except Exception:  # never in the way of flushing the writer and closing the store
+                    log.exception("unregistering from the trunks failed")
             await self.transports.stop()
             if hasattr(self, "core"):
                 self.core.shutdown(wall_ms())
@@ -248,6 +258,17 @@ class Server:
             if self.store is not None:
                 store, self.store = self.store, None
                 await store.close()
+
+    async def _unregister_trunks(self) -> None:
+        """Best effort, before the transports close: Expires: 0 to every trunk
+        registered with, and a short wait for the answers (and challenges)."""
+        now = self.loop.time()
+        if not self.core.unregister_trunks(now, wall_ms()):
+            return
+        self._pump(now)
+        deadline = now + UNREGISTER_WAIT_S
+        while self.core.proxy.upstream.busy and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _ensure_demo(self) -> None:
         assert self.store is not None
@@ -404,6 +425,18 @@ class Server:
                 writer.submit_legs(ev.legs)
             elif type(ev) is CounterRecorded:
                 writer.submit_counter(ev.tenant_id, ev.month, ev.metric, ev.delta)
+            elif type(ev) is TrunkRegistrationChanged:
+                writer.submit_trunk_registration(
+                    TrunkRegistration(
+                        ev.trunk_id,
+                        ev.state.value,
+                        ev.status,
+                        _storable(ev.reason),
+                        ev.expires_at_ms,
+                        ev.next_attempt_ms,
+                        ev.at_ms,
+                    )
+                )
         if core.guard is not None:
             self._alerts()
         nt = core.next_timer()
