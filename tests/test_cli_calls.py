@@ -9,6 +9,7 @@ import io
 import json
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,17 +56,69 @@ def test_trunk_add_list_remove(db: list[str], capsys: pytest.CaptureFixture[str]
     assert code == 0 and "s3cret" not in out, "never print a password"
     assert lines[0].split() == [
         "NAME", "TENANT", "ADDRESS", "PREFIXES", "CODECS", "USERNAME", "REGISTER", "PRIORITY", "TRANSIT", "ENABLED",
+        "REGISTRATION",
     ]  # fmt: skip
     assert lines[1].split() == [
         "carrier", "example.com", "tcp:[2001:db8::1]:5070", "+1,00", "PCMU,G722", "acct", "yes", "5", "yes", "yes",
+        "pending",
     ]  # fmt: skip
-    assert lines[2].split() == ["org", "example.org", "udp:192.0.2.9:5060", "-", "any", "-", "no", "100", "no", "yes"]
+    assert lines[2].split() == [
+        "org", "example.org", "udp:192.0.2.9:5060", "-", "any", "-", "no", "100", "no", "yes", "-",
+    ]  # fmt: skip
     code, out = run("trunk", "list", "--tenant", "example.org", *db)
     assert code == 0 and len(out.splitlines()) == 2 and "org" in out
     assert run("trunk", "remove", "Carrier", *db) == (0, "removed trunk Carrier\n")
     assert len(run("trunk", "list", *db)[1].splitlines()) == 2
     assert run("trunk", "remove", "carrier", *db)[0] == 1
     assert "no trunk carrier" in one_error_line(capsys)
+
+
+def test_trunk_list_shows_the_registration_state(db: list[str]) -> None:
+    from sipcore.store.calls import TrunkRegistration
+
+    for name, port in (("c1", "5061"), ("c2", "5062"), ("c3", "5063"), ("c4", "5064")):
+        argv = ["--address", f"192.0.2.1:{port}", "--username", "u", "--password", "p", "--register"]
+        assert run("trunk", "add", name, "--tenant", "example.com", *argv, *db)[0] == 0
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    tomorrow = now + 86_400_000
+
+    async def write() -> None:
+        async with await Store.open(db[1]) as s:
+            await s.record_trunk_registrations(
+                [
+                    TrunkRegistration(1, "registered", 200, "OK", tomorrow, now + 3_600_000, now),
+                    TrunkRegistration(2, "failed", 403, "Forbidden", None, now + 60_000, now),
+                    TrunkRegistration(3, "failed", None, "no answer (timeout)", None, now + 30_000, now),
+                    TrunkRegistration(4, "registered", 200, "OK", now - 60_000, now - 120_000, now - 3_600_000),
+                ]
+            )
+
+    asyncio.run(write())
+    code, out = run("trunk", "list", *db)
+    header, *lines = out.splitlines()
+    col = header.index("REGISTRATION")
+    cells = {line.split()[0]: line[col:] for line in lines}
+
+    def minute(ms: int) -> str:
+        today = time.gmtime().tm_yday == time.gmtime(ms / 1000).tm_yday
+        return time.strftime("%H:%MZ" if today else "%Y-%m-%d %H:%MZ", time.gmtime(ms / 1000))
+
+    assert (
+        cells
+        == {
+            "c1": f"registered (expires {minute(tomorrow)})",
+            "c2": f"failed: 403 Forbidden, retry {minute(now + 60_000)}",
+            "c3": f"failed: no answer (timeout), retry {minute(now + 30_000)}",
+            "c4": f"registered (expired {minute(now - 60_000)})",
+        }
+        or minute(now) == "00:00Z"
+    ), out  # a run at midnight UTC prints dates
+    code, out = run("trunk", "list", "--format", "json", *db)
+    trunks = {t["name"]: t for t in json.loads(out)["trunks"]}
+    assert code == 0 and trunks["c2"]["registration"]["status"] == 403
+    assert trunks["c1"]["registration"]["state"] == "registered"
+    assert trunks["c1"]["registration"]["expires_at"].endswith("Z") and trunks["c3"]["registration"]["status"] is None
+    assert trunks["c1"]["register"] is True and "password" not in trunks["c1"]
 
 
 def test_trunk_password_from_stdin(db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

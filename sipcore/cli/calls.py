@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -24,7 +25,8 @@ from sipcore.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from sipcore.store import LegRow
+    from sipcore.store import LegRow, Trunk
+    from sipcore.store.calls import TrunkRegistration
 
 
 def _iso_ms(ms: int | None) -> str:
@@ -132,8 +134,70 @@ def _trunk_add_args(p: argparse.ArgumentParser) -> None:
     _db_opts(p)
 
 
+def _minute(ms: int, now_ms: int) -> str:
+    """UTC to the minute, the date only when not today: '14:03Z', '2026-11-22 14:05Z'."""
+    t = datetime.fromtimestamp(ms // 1000, UTC)
+    same_day = t.date() == datetime.fromtimestamp(now_ms // 1000, UTC).date()
+    return t.strftime("%H:%MZ" if same_day else "%Y-%m-%d %H:%MZ")
+
+
+def _registration(t: Trunk, reg: TrunkRegistration | None, now_ms: int) -> str:
+    """The REGISTRATION cell: '-' when the trunk does not register."""
+    if not t.register:
+        return "-"
+    if reg is None:
+        return "pending"  # no server has run since it was added
+    if reg.state == "registered" and reg.expires_at_ms is not None:
+        word = "expires" if reg.expires_at_ms > now_ms else "expired"
+        return f"registered ({word} {_minute(reg.expires_at_ms, now_ms)})"
+    if reg.state == "failed":
+        what = f"{reg.status} {reg.reason}" if reg.status is not None else reg.reason
+        retry = f", retry {_minute(reg.next_attempt_ms, now_ms)}" if reg.next_attempt_ms is not None else ""
+        return f"failed: {what}{retry}"
+    return reg.state
+
+
+def _registration_json(t: Trunk, reg: TrunkRegistration | None) -> dict[str, Any] | None:
+    if not t.register or reg is None:
+        return None
+    return {
+        "state": reg.state,
+        "status": reg.status,
+        "reason": reg.reason,
+        "expires_at": _iso_ms(reg.expires_at_ms) or None,
+        "next_attempt": _iso_ms(reg.next_attempt_ms) or None,
+        "updated": _iso_ms(reg.updated_ms),
+    }
+
+
 def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
-    """List trunks, of one tenant or all (never their passwords)."""
+    """List trunks, of one tenant or all, with their registration state (never their passwords)."""
+
+    async def load(s: Any) -> tuple[list[Trunk], dict[int, TrunkRegistration]]:
+        return await s.list_trunks(args.tenant), await s.trunk_registrations()
+
+    trunks, regs = _with_store(args, load)
+    now_ms = time.time_ns() // 1_000_000
+    if args.format == "json":
+        items = [
+            {
+                "name": t.name,
+                "tenant": t.domain,
+                "transport": t.transport,
+                "address": t.address,
+                "prefixes": list(t.prefixes),
+                "codecs": list(t.codecs),
+                "username": t.username,
+                "register": t.register,
+                "priority": t.priority,
+                "allow_transit": t.allow_transit,
+                "enabled": t.enabled,
+                "registration": _registration_json(t, regs.get(t.id)),
+            }
+            for t in trunks
+        ]
+        print(json.dumps({"trunks": items}, indent=2), file=out)
+        return 0
     rows = [
         (
             t.name,
@@ -146,12 +210,19 @@ def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
             t.priority,
             "yes" if t.allow_transit else "no",
             "yes" if t.enabled else "no",
+            _registration(t, regs.get(t.id), now_ms),
         )  # fmt: skip
-        for t in _with_store(args, lambda s: s.list_trunks(args.tenant))
+        for t in trunks
     ]
     headers = ("NAME", "TENANT", "ADDRESS", "PREFIXES", "CODECS", "USERNAME", "REGISTER", "PRIORITY", "TRANSIT")
-    _table(out, (*headers, "ENABLED"), rows)
+    _table(out, (*headers, "ENABLED", "REGISTRATION"), rows)
     return 0
+
+
+def _trunk_list_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", metavar="DOMAIN", type=_arg(_domain), help="only this tenant")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    _db_opts(p)
 
 
 def _tenant_filter(p: argparse.ArgumentParser) -> None:
@@ -216,7 +287,7 @@ COMMANDS["trunk"] = (
     _group(
         {
             "add": (cmd_trunk_add, _trunk_add_args),
-            "list": (cmd_trunk_list, _tenant_filter),
+            "list": (cmd_trunk_list, _trunk_list_args),
             "remove": (cmd_trunk_remove, _trunk_name_args),
             "did": (
                 cmd_trunk_did,
