@@ -145,12 +145,12 @@ class TrunkRegistrations:
         if self._serial != self.core.directory.serial and not self._stopped:
             self._sync(now, now_ms)
             self._rearm()
-        if self._next is not None and now >= self._next:
+        if self._next is not None and now >= self._next:  # else nothing to do (every timer of the core lands here)
             blocked = self._blocked()
             for reg in list(self._regs.values()):
                 if reg.tx is None and reg.due <= now and reg.trunk.id not in blocked:
                     self._attempt(reg, now, now_ms)
-        self._rearm()
+            self._rearm()
 
     @property
     def busy(self) -> bool:
@@ -198,7 +198,7 @@ class TrunkRegistrations:
                 due=now,
             )
             self._regs[tid] = reg
-            self._emit(reg, now, now_ms, None, "", next_in=0.0)
+            self._emit(reg, now_ms, None, "", next_in=0.0)
 
     def _blocked(self) -> set[int]:
         """Trunks still unregistering an old account: the new one waits (one transaction per trunk)."""
@@ -355,7 +355,7 @@ class TrunkRegistrations:
         reg.failures = 0
         reg.due = now + refresh
         self._set_state(reg, RegState.REGISTERED)
-        self._emit(reg, now, now_ms, resp.status, resp.reason, expires_in=granted, next_in=refresh)
+        self._emit(reg, now_ms, resp.status, resp.reason, expires_in=granted, next_in=refresh)
         (log.info if first else log.debug)(
             "trunk %s %s, expires in %d s", reg.trunk.name, "registered" if first else "registration refreshed", granted
         )
@@ -373,7 +373,7 @@ class TrunkRegistrations:
         delay = retry_after or min(RETRY_FIRST_S * 2 ** min(reg.failures - 1, 16), RETRY_MAX_S)
         reg.due = now + delay
         self._set_state(reg, RegState.FAILED)
-        self._emit(reg, now, now_ms, status, reason, next_in=delay)
+        self._emit(reg, now_ms, status, reason, next_in=delay)
         what = f"{status} {reason}" if status is not None else reason
         log.info("trunk %s registration failed: %s; retrying in %d s", reg.trunk.name, what, delay)
 
@@ -385,7 +385,7 @@ class TrunkRegistrations:
         self._leaving.append(reg)
         if visible:
             self._set_state(reg, RegState.UNREGISTERED)
-            self._emit(reg, now, now_ms, None, why)
+            self._emit(reg, now_ms, None, why)
         log.info("trunk %s: registration stopped (%s)", reg.trunk.name, why)
         if reg.tx is None:  # else once the REGISTER in flight is answered
             self._after(reg, now, now_ms, "")
@@ -411,7 +411,6 @@ class TrunkRegistrations:
     def _emit(
         self,
         reg: _Registration,
-        now: float,
         now_ms: int,
         status: int | None,
         reason: str,
