@@ -9,11 +9,18 @@ started (responses, timeouts, transport failures) to the ``on_*`` methods.
 
 Initial requests (no To tag):
   1. Max-Forwards (483) and loop detection (482, §16.3).
-  2. Who sends: a trunk (recognised by source address), else a device, which
-     must prove its credentials with Proxy-Authorization (407, realm = the
-     tenant domain of its From URI).  Anyone else is refused: sipcore is not
-     an open relay, and nothing unauthenticated reaches a trunk.
-  3. Where to: a device of the tenant (by user name, or by DID), whose
+  2. Who sends: a trunk recognised by source address (``inbound`` "address"),
+     else a device or a trunk with inbound digest, which must prove its
+     credentials with Proxy-Authorization (407, realm = the tenant domain of
+     the From URI, else of the Request-URI host, else of the DID dialled in
+     the Request-URI or To; a "both" trunk's own tenant).  A device's From
+     must be its own AOR; a trunk's From is the caller's number, unchecked;
+     a "both" trunk must also send from its address.  Anyone else is
+     refused: sipcore is not an open relay, and nothing unauthenticated
+     reaches a trunk.
+  3. Where to: a device of the tenant (by user name, or by DID; from a
+     trunk, by DID only, the one in To when the Request-URI is our
+     registered Contact rather than a number), whose
      bindings are tried in parallel (or serially by q, ``proxy.forking``);
      else a trunk whose prefix matches the dialled number; a trunk may only
      reach a trunk when it allows transit.
@@ -62,7 +69,7 @@ from sipcore.metering.legs import (
     leg_id,
 )
 from sipcore.proxy.dialogs import Dialog, DialogTable, dialog_key
-from sipcore.proxy.directory import DeviceCredentials, Directory, TenantInfo, TrunkInfo
+from sipcore.proxy.directory import DidInfo, Directory, TenantInfo, TrunkInfo
 from sipcore.proxy.routing import (
     ProxyAddress,
     RouteSigner,
@@ -202,16 +209,15 @@ class CallProxy:
             self._respond(tx, 482)
             return
         trunk = self.directory.trunk_by_source(flow.host, flow.port)
-        if trunk is not None:
+        tenant: TenantInfo | None
+        if trunk is not None and trunk.inbound == "address":
             caller = Endpoint("trunk", trunk.id, trunk.tenant_id, trunk.name)
             tenant = self.directory.tenant(trunk.tenant_id)
-            device = None
         else:
-            found = self._authenticate(tx, req, flow, now_ms)
+            found = self._authenticate(tx, req, flow, now_ms, trunk)
             if found is None:
                 return
-            tenant, device = found
-            caller = Endpoint("device", device.device_id, tenant.id, f"{device.username}@{tenant.domain}")
+            tenant, caller, trunk = found
         if tenant is None:
             self._respond(tx, 403, "Unknown Tenant")
             return
@@ -263,13 +269,22 @@ class CallProxy:
         return False
 
     def _authenticate(
-        self, tx: ServerTransaction, req: Request, flow: Flow, now_ms: int
-    ) -> tuple[TenantInfo, DeviceCredentials] | None:
+        self, tx: ServerTransaction, req: Request, flow: Flow, now_ms: int, at_trunk: TrunkInfo | None
+    ) -> tuple[TenantInfo, Endpoint, TrunkInfo | None] | None:
+        """Proxy-Authorization of a device, or of a trunk with inbound digest:
+        (tenant, caller, the trunk or None), or None when answered here.
+        `at_trunk` is the trunk at the request's exact source address, if any."""
         core = self.core
+        d = self.directory
         from_uri = req.from_.uri
-        tenant = self.directory.tenant_by_domain(from_uri.host) if from_uri.is_sip else None
-        if tenant is None:
-            tenant = core._tenant_for_ruri(req)
+        if at_trunk is not None and at_trunk.inbound == "both":
+            tenant = d.tenant(at_trunk.tenant_id)  # its realm: it may only come from here
+        else:
+            tenant = d.tenant_by_domain(from_uri.host) if from_uri.is_sip else None
+            if tenant is None:
+                tenant = core._tenant_for_ruri(req)
+            if tenant is None:
+                tenant = self._tenant_for_did(req)
         if tenant is None:
             self._respond(tx, 403, "Relaying Denied")
             return None
@@ -283,10 +298,19 @@ class CallProxy:
             elif type(result) is Blocked:
                 self._respond(tx, result.status, result.reason)
             return None
-        device = self.directory.device(tenant.domain, result.username)
+        device = d.device(tenant.domain, result.username)
         if device is None:
-            self._respond(tx, 403)
-            return None
+            trunk = d.trunk_by_credentials(tenant.domain, result.username)
+            if trunk is None:
+                self._respond(tx, 403)
+                return None
+            if trunk.inbound == "both" and at_trunk is not trunk:
+                # The password is right but the address is not the trunk's: refused.
+                log.info("%s trunk %s authenticated from a foreign address", flow, trunk.name)
+                self._respond(tx, 403, "Not From The Trunk's Address")
+                return None
+            # No From rule for a trunk: carriers send the caller's number in From.
+            return tenant, Endpoint("trunk", trunk.id, trunk.tenant_id, trunk.name), trunk
         if from_uri.user_unescaped != result.username or from_uri.host.lower() != tenant.domain.lower():
             self._respond(tx, 403, "From Does Not Match Credentials")
             return None
@@ -294,7 +318,18 @@ class CallProxy:
         if refused is not None:
             self._respond(tx, 403, refused)
             return None
-        return tenant, device
+        return tenant, Endpoint("device", device.device_id, tenant.id, f"{device.username}@{tenant.domain}"), None
+
+    def _tenant_for_did(self, req: Request) -> TenantInfo | None:
+        """The tenant of the DID dialled in the Request-URI, else in To (a
+        carrier we register with calls our Contact, the number in To); the
+        realm for a trunk on a dynamic address whose From is the carrier's."""
+        d = self.directory
+        for uri in (req.uri, req.to.uri):
+            did = d.did(uri.user_unescaped or "") if uri.is_sip else None
+            if did is not None:
+                return d.tenant(did.tenant_id)
+        return None
 
     def _local_host(self, host: str, tenant: TenantInfo) -> bool:
         h = host.strip("[]").lower()
@@ -314,12 +349,13 @@ class CallProxy:
         if from_trunk is None and self._local_host(uri.host, tenant):
             device = d.device(tenant.domain, user)
         if device is None:
-            did = d.did(user)
-            if (
-                did is not None
-                and did.tenant_id == tenant.id
-                and (from_trunk is None or did.trunk_id in (None, from_trunk.id))
-            ):
+            did = self._did_for(user, tenant, from_trunk)
+            if did is None and from_trunk is not None and d.device(tenant.domain, user) is None:
+                # A carrier we register with calls our Contact (its username
+                # here) and puts the dialled number in To.
+                to = req.to.uri
+                did = self._did_for(to.user_unescaped or "", tenant, from_trunk) if to.is_sip else None
+            if did is not None:
                 device = d.device_by_id(did.device_id)
         if device is not None:
             callee = Endpoint("device", device.device_id, tenant.id, f"{device.username}@{tenant.domain}")
@@ -349,6 +385,16 @@ class CallProxy:
             ruri = f"sip:{user}@{host}:{trunk.port}" + (";transport=tcp" if trunk.transport == "tcp" else "")
             targets.append(Target(ep, ruri, Flow(trunk.transport, trunk.host, trunk.port, 0), trunk=trunk))
         return targets, targets[0].endpoint, from_trunk is not None
+
+    def _did_for(self, number: str, tenant: TenantInfo, from_trunk: TrunkInfo | None) -> DidInfo | None:
+        """The tenant's DID `number`, when the caller may ring it (a DID bound
+        to a trunk rings only from that trunk)."""
+        did = self.directory.did(number)
+        if did is None or did.tenant_id != tenant.id:
+            return None
+        if from_trunk is not None and did.trunk_id not in (None, from_trunk.id):
+            return None
+        return did
 
     def _codec_refusal(self, req: Request, targets: list[Target]) -> str | None:
         """Transcoding is needed when the offer and the trunk share no codec;

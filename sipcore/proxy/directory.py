@@ -8,8 +8,17 @@ the :class:`~sipcore.auth.CredentialSource` the digest authenticator reads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sipcore.auth import compute_ha1
+
+log = logging.getLogger("sipcore.proxy")
+
+INBOUND_MODES = ("address", "digest", "both")
+"""How a trunk's own requests are recognised: by exact source address (no
+digest), by digest with its username/password from any address, or both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,22 @@ class TrunkInfo:
     prefixes: tuple[str, ...] = ()
     codecs: tuple[str, ...] = ()  # encoding names, upper case; () = any
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     register: bool = False
     priority: int = 100
     allow_transit: bool = False
+    inbound: str = "address"  # one of INBOUND_MODES
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkCredentials:
+    """What a trunk with inbound digest proves: its username in its tenant's realm
+    (the password it answers our challenge with is the one we answer its with)."""
+
+    trunk: TrunkInfo
+    realm: str
+    ha1_md5: str = field(repr=False)
+    ha1_sha256: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +82,17 @@ class DidInfo:
 
 
 class Directory:
-    __slots__ = ("_tenants", "_tenant_ids", "_devices", "_by_id", "_trunks", "_by_source", "_dids", "serial")
+    __slots__ = (
+        "_tenants",
+        "_tenant_ids",
+        "_devices",
+        "_by_id",
+        "_trunks",
+        "_by_source",
+        "_trunk_creds",
+        "_dids",
+        "serial",
+    )
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantInfo] = {}
@@ -70,6 +101,7 @@ class Directory:
         self._by_id: dict[int, DeviceCredentials] = {}
         self._trunks: dict[int, TrunkInfo] = {}
         self._by_source: dict[str, list[TrunkInfo]] = {}
+        self._trunk_creds: dict[tuple[str, str], TrunkCredentials] = {}
         self._dids: dict[str, DidInfo] = {}
         self.serial = -1
 
@@ -92,8 +124,36 @@ class Directory:
         for t in self._trunks.values():
             by_source.setdefault(t.host.lower(), []).append(t)
         self._by_source = by_source
+        self._trunk_creds = self._digest_trunks()
         self._dids = {d.number: d for d in dids}
         self.serial = serial
+
+    def _digest_trunks(self) -> dict[tuple[str, str], TrunkCredentials]:
+        """HA1s of the trunks whose requests authenticate by digest, by (realm, username).
+
+        A device of the tenant with the same username wins (its credentials
+        are checked as before), and of two such trunks the lower id; the other
+        gets no inbound digest and a warning says so."""
+        out: dict[tuple[str, str], TrunkCredentials] = {}
+        for t in sorted(self._trunks.values(), key=lambda t: t.id):
+            if t.inbound == "address" or t.username is None or t.password is None:
+                continue
+            tenant = self._tenant_ids.get(t.tenant_id)
+            if tenant is None:
+                continue
+            key = (tenant.domain.lower(), t.username)
+            if key in self._devices or key in out:
+                owner = out[key].trunk.name if key in out else None
+                other = f"trunk {owner}" if owner else f"device {t.username}@{tenant.domain}"
+                log.warning("trunk %s: its username is also that of %s; no inbound digest", t.name, other)
+                continue
+            out[key] = TrunkCredentials(
+                t,
+                tenant.domain,
+                compute_ha1(t.username, tenant.domain, t.password, "MD5"),
+                compute_ha1(t.username, tenant.domain, t.password, "SHA-256"),
+            )
+        return out
 
     # -- trunks --------------------------------------------------------------
     def trunk(self, trunk_id: int) -> TrunkInfo | None:
@@ -103,7 +163,8 @@ class Directory:
         return list(self._trunks.values())
 
     def trunk_by_source(self, host: str, port: int) -> TrunkInfo | None:
-        """The trunk a request came from, recognised by its exact source address.
+        """The trunk at this exact source address (whatever its ``inbound``:
+        the proxy lets it in unauthenticated only when that is "address").
 
         Host alone is not enough: phones behind the same NAT as a PBX trunk
         share its address, and taking them for the trunk would skip their
@@ -113,6 +174,11 @@ class Directory:
             if t.port == port:
                 return t
         return None
+
+    def trunk_by_credentials(self, realm: str, username: str) -> TrunkInfo | None:
+        """The trunk with inbound digest whose username this is in `realm`."""
+        c = self._trunk_creds.get((realm.lower(), username))
+        return c.trunk if c is not None else None
 
     def routes(self, tenant_id: int, number: str) -> list[TrunkInfo]:
         """The tenant's trunks whose prefix matches `number`, best first:
@@ -149,10 +215,14 @@ class Directory:
         return self._by_id.get(device_id)
 
     def ha1(self, realm: str, username: str, algorithm: str) -> str | None:
-        d = self.device(realm, username)
-        if d is None:
-            return None
-        return d.ha1_sha256 if algorithm.upper() == "SHA-256" else d.ha1_md5 if algorithm.upper() == "MD5" else None
+        """A device's HA1, else that of a trunk with inbound digest (the device wins)."""
+        c: DeviceCredentials | TrunkCredentials | None = self.device(realm, username)
+        if c is None:
+            c = self._trunk_creds.get((realm.lower(), username))
+            if c is None:
+                return None
+        alg = algorithm.upper()
+        return c.ha1_sha256 if alg == "SHA-256" else c.ha1_md5 if alg == "MD5" else None
 
     def __len__(self) -> int:
         return len(self._devices)
