@@ -35,7 +35,13 @@ TABLES = {
     "webhook_outbox",
     "trunk_registrations",
 }
-MIGRATIONS = [(1, "initial", T0), (2, "calls", T0), (3, "billing", T0), (4, "trunk_registrations", T0)]
+MIGRATIONS = [
+    (1, "initial", T0),
+    (2, "calls", T0),
+    (3, "billing", T0),
+    (4, "trunk_registrations", T0),
+    (5, "trunk_inbound", T0),
+]
 
 
 def _tables(path: Path) -> set[str]:
@@ -118,6 +124,31 @@ async def test_failed_migration_leaves_nothing_behind(
         "each committed on its own, the bad one rolled back"
     )
     assert "half_done" not in _tables(db_path)
+
+
+@pytest.mark.asyncio
+async def test_0005_existing_trunks_stay_address_and_digest_needs_a_username(
+    db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every = available_migrations()
+    monkeypatch.setattr(dbmod, "available_migrations", lambda: every[:4])
+    store = await Store.open(db_path, clock=clock)
+    await store.add_tenant("example.com")
+    await store.close()
+    with sqlite3.connect(db_path) as c:
+        c.execute(
+            "INSERT INTO trunks (tenant_id, name, host, port, created_ms, updated_ms)"
+            " VALUES (1, 'old', 'h', 5060, 1, 1)"
+        )
+    monkeypatch.setattr(dbmod, "available_migrations", lambda: every)
+    store = await Store.open(db_path, clock=clock)
+    (old,) = await store.list_trunks()
+    await store.close()
+    assert old.inbound == "address"
+    with sqlite3.connect(db_path) as c, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        c.execute("UPDATE trunks SET inbound = 'digest' WHERE name = 'old'")
+    with sqlite3.connect(db_path) as c, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        c.execute("UPDATE trunks SET inbound = 'sometimes', username = 'u', password = 'p' WHERE name = 'old'")
 
 
 @pytest.mark.asyncio
