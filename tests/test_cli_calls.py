@@ -55,15 +55,15 @@ def test_trunk_add_list_remove(db: list[str], capsys: pytest.CaptureFixture[str]
     lines = out.splitlines()
     assert code == 0 and "s3cret" not in out, "never print a password"
     assert lines[0].split() == [
-        "NAME", "TENANT", "ADDRESS", "PREFIXES", "CODECS", "USERNAME", "REGISTER", "PRIORITY", "TRANSIT", "ENABLED",
-        "REGISTRATION",
+        "NAME", "TENANT", "ADDRESS", "PREFIXES", "CODECS", "USERNAME", "REGISTER", "PRIORITY", "TRANSIT", "INBOUND",
+        "ENABLED", "REGISTRATION",
     ]  # fmt: skip
     assert lines[1].split() == [
-        "carrier", "example.com", "tcp:[2001:db8::1]:5070", "+1,00", "PCMU,G722", "acct", "yes", "5", "yes", "yes",
-        "pending",
+        "carrier", "example.com", "tcp:[2001:db8::1]:5070", "+1,00", "PCMU,G722", "acct", "yes", "5", "yes", "address",
+        "yes", "pending",
     ]  # fmt: skip
     assert lines[2].split() == [
-        "org", "example.org", "udp:192.0.2.9:5060", "-", "any", "-", "no", "100", "no", "yes", "-",
+        "org", "example.org", "udp:192.0.2.9:5060", "-", "any", "-", "no", "100", "no", "address", "yes", "-",
     ]  # fmt: skip
     code, out = run("trunk", "list", "--tenant", "example.org", *db)
     assert code == 0 and len(out.splitlines()) == 2 and "org" in out
@@ -121,6 +121,19 @@ def test_trunk_list_shows_the_registration_state(db: list[str]) -> None:
     assert trunks["c1"]["register"] is True and "password" not in trunks["c1"]
 
 
+def test_trunk_inbound_digest_is_stored_and_listed(db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--tenant", "example.com", "--username", "pbx", "--password", "s3cret", *db]
+    assert run("trunk", "add", "pbx", "--address", "192.0.2.1", "--inbound", "digest", *argv)[0] == 0
+    assert run("trunk", "add", "sbc", "--address", "192.0.2.2", "--inbound", "both", *argv)[0] == 1
+    assert "trunk pbx already authenticates inbound as pbx" in one_error_line(capsys)
+    code, out = run("trunk", "list", *db)
+    header, line = out.splitlines()
+    assert code == 0 and line[header.index("INBOUND") :].split()[0] == "digest" and "s3cret" not in out
+    code, out = run("trunk", "list", "--format", "json", *db)
+    (item,) = json.loads(out)["trunks"]
+    assert (item["inbound"], item["username"]) == ("digest", "pbx") and "s3cret" not in out
+
+
 def test_trunk_password_from_stdin(db: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("from-stdin\n"))
     argv = ["--address", "192.0.2.1:5060", "--username", "u", "--password", "-"]
@@ -158,6 +171,9 @@ def test_trunk_failures_exit_1(db: list[str], capsys: pytest.CaptureFixture[str]
         ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--codecs", "PCMU,,PCMA"],
         ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--username", "u"],
         ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--register"],
+        ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--inbound", "digest"],
+        ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--inbound", "both"],
+        ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--inbound", "sometimes"],
         ["trunk", "add", "t1", "--tenant", "example.com", "--address", "h:1", "--priority", "-1"],
         ["trunk", "add", "t1", "--tenant", "bad domain", "--address", "h:1"],
         ["trunk", "remove"],

@@ -94,6 +94,8 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--username and --password go together")
     if args.register and args.username is None:
         raise UsageError("--register needs --username and --password")
+    if args.inbound != "address" and args.username is None:
+        raise UsageError(f"--inbound {args.inbound} needs --username and --password")
     password = sys.stdin.readline().rstrip("\r\n") if args.password == "-" else args.password
     if args.password is not None and not password:
         raise UsageError("the password must not be empty")
@@ -113,6 +115,7 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
             register=args.register,
             priority=int(args.priority),
             allow_transit=args.allow_transit,
+            inbound=args.inbound,
         ),
     )
     print(f"added trunk {t.name} (id {t.id}) for {t.domain} at {t.transport}:{t.address}", file=out)
@@ -122,15 +125,30 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
 def _trunk_add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", type=_arg(_trunk_name))
     p.add_argument("--tenant", metavar="DOMAIN", type=_arg(_domain), required=True)
-    p.add_argument("--address", metavar="HOST:PORT", type=_arg(_address), required=True, help="also its source address")
+    p.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        type=_arg(_address),
+        required=True,
+        help="where calls to it go (with --inbound address|both, also where its calls come from)",
+    )
     p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     p.add_argument("--prefix", metavar="DIGITS", type=_arg(_prefix), action="append", help="dial-plan prefix (repeat)")
     p.add_argument("--codecs", metavar="PCMU,PCMA,...", type=_arg(_codecs), help="codecs it accepts (default: any)")
-    p.add_argument("--username", metavar="U", help="user name for the trunk's digest challenge")
+    p.add_argument(
+        "--username", metavar="U", help="user name for the trunk's digest challenge (and, with --inbound, ours)"
+    )
     p.add_argument("--password", metavar="P", help="its password; - reads one line from stdin")
     p.add_argument("--register", action="store_true", help="register with the trunk")
     p.add_argument("--priority", metavar="N", type=_arg(_priority), default="100", help="lower first (default 100)")
     p.add_argument("--allow-transit", action="store_true", help="allow trunk-to-trunk calls through it")
+    p.add_argument(
+        "--inbound",
+        choices=["address", "digest", "both"],
+        default="address",
+        help="how its calls to us are recognised: address = from HOST:PORT (default); digest = "
+        "--username/--password in the tenant's realm, from any address; both = from HOST:PORT with digest",
+    )
     _db_opts(p)
 
 
@@ -191,6 +209,7 @@ def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
                 "register": t.register,
                 "priority": t.priority,
                 "allow_transit": t.allow_transit,
+                "inbound": t.inbound,
                 "enabled": t.enabled,
                 "registration": _registration_json(t, regs.get(t.id)),
             }
@@ -209,13 +228,14 @@ def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
             "yes" if t.register else "no",
             t.priority,
             "yes" if t.allow_transit else "no",
+            t.inbound,
             "yes" if t.enabled else "no",
             _registration(t, regs.get(t.id), now_ms),
         )  # fmt: skip
         for t in trunks
     ]
     headers = ("NAME", "TENANT", "ADDRESS", "PREFIXES", "CODECS", "USERNAME", "REGISTER", "PRIORITY", "TRANSIT")
-    _table(out, (*headers, "ENABLED", "REGISTRATION"), rows)
+    _table(out, (*headers, "INBOUND", "ENABLED", "REGISTRATION"), rows)
     return 0
 
 
