@@ -1,4 +1,4 @@
-"""Calls over real sockets: SIPp UAC -> sipcore -> SIPp UAS, trunks, legs in SQLite, kill -9."""
+"""Calls over real sockets: SIPp UAC -> sipcore -> SIPp UAS, trunks (by address, by digest), legs in SQLite, kill -9."""
 
 from __future__ import annotations
 
@@ -158,3 +158,30 @@ def test_kill_9_with_calls_up_closes_legs_as_recovered_once(server: ServerProces
     server.stop()
     server.start()
     assert [tuple(r) for r in legs(server)] == before, "a second restart changes nothing"
+
+
+def test_trunk_with_inbound_digest_calls_a_did_from_an_address_not_its_own(server: ServerProcess) -> None:
+    provision_pair(server)
+    trunk_port, uac_port, uas_port = free_port(), free_port(), free_port()
+    assert trunk_port != uac_port
+    provisioned(
+        server, "trunk", "add", "pbx", "--tenant", DOMAIN, "--address", f"127.0.0.1:{trunk_port}",
+        "--username", "pbx", "--password", "pbx-secret", "--inbound", "digest",
+    )  # fmt: skip
+    provisioned(server, "trunk", "did", "add", "15550001", f"callee@{DOMAIN}")
+    register_from(server.port, uas_port, "callee", "pw-callee")
+    callee = SippBackground(server.dir, "uas_call.xml", uas_port, "-m", "2")
+    inf = server.dir / "trunk.csv"
+    inf.write_text(
+        "SEQUENTIAL\n"
+        "+15551230000;pbx;15550001;[authentication username=pbx password=pbx-secret]\n"  # our Contact, DID in To
+        "+15551230001;15550001;15550001;[authentication username=pbx password=pbx-secret]\n"  # the DID itself
+    )
+    r = server.sipp("uac_trunk_call_auth.xml", "-inf", str(inf), "-p", str(uac_port), "-m", "2", "-d", "300")
+    assert (r.successful, r.failed) == (2, 0), r.output
+    assert callee.wait() == 0, callee.log.read_text()[-2000:]
+    rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 2 and legs(server), what="the inbound legs")
+    assert [(row["direction"], row["endpoint_kind"], row["end_reason"]) for row in rows] == [
+        ("terminating", "device", "bye_caller")
+    ] * 2, "the trunk's calls: one terminating leg each, no originating leg (a trunk is not a device)"
+    assert {row["caller"] for row in rows} == {"sip:+15551230000@carrier.example", "sip:+15551230001@carrier.example"}
