@@ -73,6 +73,18 @@ def test_trunk_add_list_remove(db: list[str], capsys: pytest.CaptureFixture[str]
     assert "no trunk carrier" in one_error_line(capsys)
 
 
+def test_trunk_account_domain_is_stored_and_shown(db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--address", "192.0.2.7:5080", "--username", "acct77", "--password", "p", "--register"]
+    assert run("trunk", "add", "c", "--tenant", "example.com", *argv, "--domain", "Carrier.Example", *db)[0] == 0
+    code, out = run("trunk", "list", *db)
+    assert code == 0 and out.splitlines()[1].split()[5] == "acct77@carrier.example"
+    item = json.loads(run("trunk", "list", "--format", "json", *db)[1])["trunks"][0]
+    assert (item["username"], item["domain"]) == ("acct77", "carrier.example")
+    bad = ["--address", "192.0.2.7:5081", "--domain", "not a domain"]
+    assert run("trunk", "add", "d", "--tenant", "example.com", *bad, *db)[0] == 2
+    assert "--domain" in one_error_line(capsys)
+
+
 def test_trunk_list_shows_the_registration_state(db: list[str]) -> None:
     from sipcore.store.calls import TrunkRegistration
 

@@ -116,6 +116,7 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
             priority=int(args.priority),
             allow_transit=args.allow_transit,
             inbound=args.inbound,
+            account_domain=args.domain,
         ),
     )
     print(f"added trunk {t.name} (id {t.id}) for {t.domain} at {t.transport}:{t.address}", file=out)
@@ -140,6 +141,13 @@ def _trunk_add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--password", metavar="P", help="its password; - reads one line from stdin")
     p.add_argument("--register", action="store_true", help="register with the trunk")
+    p.add_argument(
+        "--domain",
+        metavar="DOMAIN",
+        type=_arg(_domain),
+        help="SIP domain of the account at the trunk (REGISTER sip:DOMAIN, To/From USER@DOMAIN); "
+        "default: the address host",
+    )
     p.add_argument("--priority", metavar="N", type=_arg(_priority), default="100", help="lower first (default 100)")
     p.add_argument("--allow-transit", action="store_true", help="allow trunk-to-trunk calls through it")
     p.add_argument(
@@ -206,6 +214,7 @@ def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
                 "prefixes": list(t.prefixes),
                 "codecs": list(t.codecs),
                 "username": t.username,
+                "domain": t.account_domain,
                 "register": t.register,
                 "priority": t.priority,
                 "allow_transit": t.allow_transit,
@@ -224,7 +233,7 @@ def cmd_trunk_list(args: argparse.Namespace, out: TextIO) -> int:
             f"{t.transport}:{t.address}",
             ",".join(t.prefixes) or "-",
             ",".join(t.codecs) or "any",
-            t.username or "-",
+            (f"{t.username}@{t.account_domain}" if t.username and t.account_domain else t.username) or "-",
             "yes" if t.register else "no",
             t.priority,
             "yes" if t.allow_transit else "no",

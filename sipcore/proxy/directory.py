@@ -58,6 +58,7 @@ class TrunkInfo:
     priority: int = 100
     allow_transit: bool = False
     inbound: str = "address"  # one of INBOUND_MODES
+    account_domain: str | None = None  # of our account at the trunk (REGISTER); None: the host
 
 
 @dataclass(frozen=True, slots=True)

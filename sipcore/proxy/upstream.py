@@ -110,7 +110,17 @@ class _Registration:
 
 def _account(t: TrunkInfo) -> tuple[object, ...]:
     """What a registration is made of: a change means a new registration."""
-    return (t.host, t.port, t.transport, t.username, t.password)
+    return (t.host, t.port, t.transport, t.username, t.password, t.account_domain)
+
+
+def _registrar_uri(t: TrunkInfo) -> tuple[str, str]:
+    """(Request-URI, domain of the AOR) of a REGISTER to `t`: its account
+    domain when it has one (the carrier's domain, the REGISTER being sent
+    to its address), else its address (§10.2: the registrar's domain)."""
+    if t.account_domain:
+        return f"sip:{t.account_domain}", t.account_domain
+    host = f"[{t.host}]" if ":" in t.host else t.host
+    return f"sip:{host}:{t.port}", host
 
 
 def _retry_after(resp: Response) -> int | None:
@@ -219,9 +229,8 @@ class TrunkRegistrations:
         t = reg.trunk
         core = self.core
         me = next((a for a in core.addresses if a.transport == t.transport), core.addresses[0])
-        host = f"[{t.host}]" if ":" in t.host else t.host
-        ruri = f"sip:{host}:{t.port}"
-        aor = f"<sip:{t.username}@{host}>"
+        ruri, domain = _registrar_uri(t)
+        aor = f"<sip:{t.username}@{domain}>"
         reg.cseq += 1
         reg.sent_expires = 0 if reg.unregistering else reg.expires_s
         reg.contact = (me.host.lower(), me.port)
@@ -262,8 +271,7 @@ class TrunkRegistrations:
         if reg.challenges and not (stale and reg.challenges == 1):
             return False  # the credentials were refused: a wrong password is not retried in a loop
         reg.challenges += 1
-        host = f"[{t.host}]" if ":" in t.host else t.host
-        cred = authorization(challenge, t.username, t.password, "REGISTER", f"sip:{host}:{t.port}", self.core.new_id())
+        cred = authorization(challenge, t.username, t.password, "REGISTER", _registrar_uri(t)[0], self.core.new_id())
         self._send(reg, now, now_ms, ("Proxy-Authorization" if resp.status == 407 else "Authorization", cred))
         return True
 

@@ -174,6 +174,8 @@ class Trunk:
     created_ms: int
     updated_ms: int
     inbound: str = "address"
+    account_domain: str | None = None
+    """The SIP domain of our account at the trunk (None: the address host)."""
 
     @property
     def address(self) -> str:
@@ -210,7 +212,7 @@ _TRUNK_COLS = (
     "tr.id, tr.tenant_id, t.domain, tr.name, tr.host, tr.port, tr.transport, "
     "(SELECT group_concat(prefix, ',') FROM (SELECT prefix FROM trunk_prefixes p WHERE p.trunk_id = tr.id "
     "ORDER BY prefix)), tr.codecs, tr.username, tr.password, tr.register, tr.priority, tr.allow_transit, "
-    "tr.enabled, tr.created_ms, tr.updated_ms, tr.inbound"
+    "tr.enabled, tr.created_ms, tr.updated_ms, tr.inbound, tr.account_domain"
 )
 _TRUNK_FROM = " FROM trunks tr JOIN tenants t ON t.id = tr.tenant_id"
 
@@ -218,7 +220,7 @@ _TRUNK_FROM = " FROM trunks tr JOIN tenants t ON t.id = tr.tenant_id"
 def _trunk(r: Any) -> Trunk:
     return Trunk(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], split_list(r[7]), split_list(r[8]), r[9], r[10] is not None,
-        bool(r[11]), r[12], bool(r[13]), bool(r[14]), r[15], r[16], r[17],
+        bool(r[11]), r[12], bool(r[13]), bool(r[14]), r[15], r[16], r[17], r[18],
     )  # fmt: skip
 
 
@@ -267,6 +269,7 @@ class TrunksStore(Database):
         priority: int = 100,
         allow_transit: bool = False,
         inbound: str = "address",
+        account_domain: str | None = None,
     ) -> Trunk:
         """Provision a trunk (enabled).  Inbound calls are recognised by source
         ``host:port`` (``inbound`` "address"), so no two trunks share one;
@@ -274,7 +277,9 @@ class TrunksStore(Database):
         answer the trunk's digest challenge (and ``register`` registers with
         it); with ``inbound`` "digest" or "both" they also authenticate the
         trunk's requests, so the username must not be a device's or another
-        such trunk's in the tenant (one realm, one identity per username)."""
+        such trunk's in the tenant (one realm, one identity per username).
+        ``account_domain`` is the SIP domain of that account at the trunk
+        (REGISTER's Request-URI, To and From; None: the address host)."""
         name, host, port = check_trunk_name(name), check_host(host), check_port(port)
         if transport not in TRANSPORTS:
             raise InvalidValue(f"transport {transport!r}: expected udp or tcp")
@@ -289,6 +294,8 @@ class TrunksStore(Database):
         if check_inbound(inbound) != "address" and username is None:
             raise InvalidValue(f"inbound {inbound} needs the trunk's username and password")
         priority = check_priority(priority)
+        if account_domain is not None:
+            account_domain = check_domain(account_domain)
         now = self.now_ms()
         async with self._tx() as db:
             tenant_id, _ = await self._tenant_row(db, tenant_domain)
@@ -305,10 +312,10 @@ class TrunksStore(Database):
                 await self._check_inbound_username(db, tenant_id, tenant_domain, username)
             cur = await db.execute(
                 "INSERT INTO trunks (tenant_id, name, host, port, transport, codecs, username, password, register,"
-                " priority, allow_transit, inbound, enabled, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                " priority, allow_transit, inbound, account_domain, enabled, created_ms, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
                 (tenant_id, name, host, port, transport, ",".join(codec_names), username, password, int(register),
-                 priority, int(allow_transit), inbound, now, now),
+                 priority, int(allow_transit), inbound, account_domain, now, now),
             )  # fmt: skip
             assert cur.lastrowid is not None
             await db.executemany(
@@ -390,6 +397,7 @@ class TrunksStore(Database):
                 priority=r[12],
                 allow_transit=bool(r[13]),
                 inbound=r[17],
+                account_domain=r[18],
             )  # fmt: skip
             for r in rows
         ]

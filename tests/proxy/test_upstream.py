@@ -82,6 +82,21 @@ def test_401_then_200_with_valid_credentials_is_registered(caplog: pytest.LogCap
     assert "trunk carrier registered, expires in 1200 s" in caplog.text
 
 
+def test_account_domain_names_the_registrar_and_aor_while_the_address_gets_the_request() -> None:
+    """A carrier account sip:acct@carrier.example registered through its proxy's address."""
+    trunk = dataclasses.replace(CARRIER, account_domain="carrier.example")
+    net, carrier = setup(trunk)
+    first = carrier.take("REGISTER")  # taken at the trunk's address: that is where it was sent
+    assert first.ruri == "sip:carrier.example"
+    assert first.headers.get("To") == "<sip:acct@carrier.example>"
+    assert (first.headers.get("From") or "").startswith("<sip:acct@carrier.example>;tag=")
+    carrier.answer(first, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=1))])
+    second = carrier.take("REGISTER")
+    check_digest(second, "tpw", "n-1")  # the digest uri is the Request-URI, sip:carrier.example
+    carrier.answer(second, 200, extra=[("Contact", f"{second.headers.get('Contact')};expires=600")])
+    assert net.core.proxy.upstream.state(7) is RegState.REGISTERED
+
+
 def test_granted_expiry_from_expires_header_else_as_asked() -> None:
     net, carrier = setup()
     req = challenge(carrier)

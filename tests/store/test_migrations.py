@@ -41,6 +41,7 @@ MIGRATIONS = [
     (3, "billing", T0),
     (4, "trunk_registrations", T0),
     (5, "trunk_inbound", T0),
+    (6, "trunk_account_domain", T0),
 ]
 
 
