@@ -6,7 +6,9 @@ credentials -> 200), as a phone does it.  The benchmark steps the offered
 rate up and reports the highest rate that completed with 0 failed
 registrations, and, measured in the same run on the same machine, the same
 SIPp scenario against a SIPp UAS that answers 401/200 without doing any work
-(the load generator's own ceiling): sipcore's figure as a ratio of it.
+(the load generator's own ceiling): sipcore's figure as a ratio of it; and
+against bench/null_registrar.py, a uvloop responder that does no work (what
+this stack itself reaches: the share of sipcore's cost that is its own).
 
     python bench/register.py [--rates 2000,4000,...] [--seconds 5] [--users 50000]
 
@@ -195,6 +197,26 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(["pkill", "-f", "--", f"-p {uas_port} "], check=False)
             summary.update(
                 {"baseline_max_per_s": base, "ratio_sipcore_over_baseline": round(sip / base, 2) if base else None}
+            )
+            floor_port = free_port()
+            null_registrar = str(Path(__file__).with_name("null_registrar.py"))
+            floor = subprocess.Popen([sys.executable, null_registrar, str(floor_port)])
+            time.sleep(1.0)
+            try:
+                top = sweep(
+                    "uvloop-null-registrar",
+                    "register_auth.xml",
+                    f"127.0.0.1:{floor_port}",
+                    inf,
+                    [r for r in rates] + [r * 2 for r in rates[-2:]],
+                    args.seconds,
+                    work,
+                )
+            finally:
+                floor.terminate()
+                floor.wait(timeout=10)
+            summary.update(
+                {"stack_floor_max_per_s": top, "ratio_sipcore_over_stack_floor": round(sip / top, 2) if top else None}
             )
         emit(summary)
     return 0
