@@ -257,7 +257,7 @@ class CallsStore(TrunksStore):
                 "INSERT INTO dids (number, tenant_id, device_id, trunk_id) VALUES (?, ?, ?, ?)",
                 (number, dev[1], dev[0], trunk_id),
             )
-            await self._serial_bump(db)
+            await self._bump_serial(db)
             return _did(await _one(db, _DID_SELECT + " WHERE x.number = ?", (number,)))
 
     async def list_dids(self, tenant_domain: str | None = None) -> list[Did]:
@@ -274,7 +274,7 @@ class CallsStore(TrunksStore):
             cur = await db.execute("DELETE FROM dids WHERE number = ?", (number,))
             if cur.rowcount == 0:
                 raise NotFound(f"no number {number}")
-            await self._serial_bump(db)
+            await self._bump_serial(db)
 
     async def load_dids(self) -> list[DidInfo]:
         """Every DID, for the server's Directory."""

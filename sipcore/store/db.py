@@ -199,6 +199,10 @@ class Database:
             raise StoreClosed(f"{self.path}: the store is closed")
         return self._db
 
+    async def _bump_serial(self, db: aiosqlite.Connection) -> None:
+        """In the transaction of every provisioning change: the server reloads its directory when this moves."""
+        await db.execute("UPDATE meta SET value = value + 1 WHERE key = 'provisioning_serial'")
+
     def now_ms(self) -> int:
         return self._clock()
 

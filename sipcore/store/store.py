@@ -94,9 +94,6 @@ class Store(CallsStore, BillingStore):
 
     # -- provisioning ------------------------------------------------------
 
-    async def _bump_serial(self, db: aiosqlite.Connection) -> None:
-        await db.execute("UPDATE meta SET value = value + 1 WHERE key = 'provisioning_serial'")
-
     async def _log_device_count(self, db: aiosqlite.Connection, tenant_id: int, now: int) -> None:
         """Called in the transaction of every change of the tenant's enabled-device count."""
         row = await _one(db, "SELECT count(*) FROM devices WHERE tenant_id = ? AND enabled = 1", (tenant_id,))

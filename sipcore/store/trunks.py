@@ -236,9 +236,6 @@ class TrunksStore(Database):
             raise NotFound(f"no tenant {check_domain(domain)}")
         return int(row[0]), str(row[1])
 
-    async def _serial_bump(self, db: aiosqlite.Connection) -> None:
-        await db.execute("UPDATE meta SET value = value + 1 WHERE key = 'provisioning_serial'")
-
     async def _log_trunk_count(self, db: aiosqlite.Connection, tenant_id: int, now: int) -> None:
         """In the transaction of every change of the tenant's enabled-trunk count."""
         row = await _one(db, "SELECT count(*) FROM trunks WHERE tenant_id = ? AND enabled = 1", (tenant_id,))
@@ -322,7 +319,7 @@ class TrunksStore(Database):
                 "INSERT INTO trunk_prefixes (trunk_id, prefix) VALUES (?, ?)", [(cur.lastrowid, p) for p in pfx]
             )
             await self._log_trunk_count(db, tenant_id, now)
-            await self._serial_bump(db)
+            await self._bump_serial(db)
             return await self._trunk_in(db, name)
 
     async def _check_inbound_username(
@@ -359,7 +356,7 @@ class TrunksStore(Database):
             await db.execute("DELETE FROM trunks WHERE id = ?", (tr.id,))
             if tr.enabled:
                 await self._log_trunk_count(db, tr.tenant_id, now)
-            await self._serial_bump(db)
+            await self._bump_serial(db)
 
     async def trunk_count(self, tenant_id: int) -> int:
         """Provisioned (existing and enabled) trunks of a tenant now."""
