@@ -23,6 +23,59 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sipp_cmd(*args: str) -> list[str]:
+    """A SIPp command line on 127.0.0.1 without a keyboard."""
+    import shutil
+
+    return [shutil.which("sipp") or "sipp", "-i", "127.0.0.1", "-nostdin", *args]
+
+
+def sipp_step(label: str, args: list[str], rate: int, seconds: float, work: Path) -> dict[str, float]:
+    """One load step: SIPp runs `args` (scenario, target, limits) at `rate`
+    for about `seconds`; the result comes from its statistics file."""
+    import csv
+    import subprocess
+
+    count = int(rate * seconds)
+    stat = work / f"stat-{label}-{rate}.csv"
+    cmd = sipp_cmd(*args, "-m", str(count), "-r", str(rate), "-trace_stat", "-stf", str(stat), "-fd", "1",
+                   "-max_socket", "1", "-buff_size", str(8 * 1024 * 1024))  # fmt: skip
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 60, check=False)
+    elapsed = time.monotonic() - t0
+    rows = list(csv.reader(stat.open(), delimiter=";")) if stat.exists() else []
+    if len(rows) < 2:
+        return {"rc": r.returncode, "ok": 0, "failed": count, "elapsed_s": elapsed, "achieved_per_s": 0.0}
+    head, last = rows[0], rows[-1]
+    ok = int(last[head.index("SuccessfulCall(C)")])
+    return {
+        "rc": r.returncode,
+        "ok": ok,
+        "failed": int(last[head.index("FailedCall(C)")]),
+        "retransmissions": int(last[head.index("Retransmissions(C)")]),
+        "elapsed_s": elapsed,
+        "achieved_per_s": ok / elapsed if elapsed else 0.0,
+    }
+
+
+def sweep(
+    bench: str, label: str, args: Callable[[int], list[str]], rates: list[int], seconds: float, work: Path
+) -> int:
+    """Step the offered rate up; the highest *achieved* rate over the steps
+    that completed with 0 failures (`args(rate)`: SIPp's arguments at that rate)."""
+    best = 0
+    for rate in rates:
+        res = sipp_step(label, args(rate), rate, seconds, work)
+        rounded = {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
+        emit({"bench": bench, "target": label, "offered_per_s": rate, **rounded})
+        if res["failed"] or res["rc"] != 0:
+            break
+        best = max(best, int(res["achieved_per_s"]))
+        if res["achieved_per_s"] < 0.9 * rate:
+            break  # saturated: the offered rate is no longer met
+    return best
+
+
 def load_corpus() -> list[bytes]:
     files = sorted(CORPUS_DIR.glob("*.sip"))
     if not files:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import shutil
 import signal
@@ -31,10 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, emit, free_port  # noqa: E402
+from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.harness import register_from  # noqa: E402
@@ -61,73 +61,13 @@ def provision(db: Path, trunk_port: int) -> None:
     asyncio.run(go())
 
 
-def sipp(*args: str) -> list[str]:
-    return [shutil.which("sipp") or "sipp", "-i", "127.0.0.1", "-nostdin", *args]
-
-
-def run_uac(label: str, args: list[str], rate: int, seconds: float, work: Path) -> dict[str, float]:
-    count = int(rate * seconds)
-    stat = work / f"stat-{label}-{rate}.csv"
-    cmd = sipp(
-        *args,
-        "-m",
-        str(count),
-        "-r",
-        str(rate),
-        "-l",
-        str(max(500, rate * 3)),
-        "-d",
-        "0",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-recv_timeout",
-        "8000",
-        "-max_socket",
-        "1",
-        "-buff_size",
-        str(8 * 1024 * 1024),
-    )
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 6 + 60, check=False)
-    elapsed = time.monotonic() - t0
-    rows = list(csv.reader(stat.open(), delimiter=";")) if stat.exists() else []
-    if len(rows) < 2:
-        return {"rc": r.returncode, "ok": 0, "failed": count, "elapsed_s": elapsed, "achieved_per_s": 0.0}
-    head, last = rows[0], rows[-1]
-    ok = int(last[head.index("SuccessfulCall(C)")])
-    return {
-        "rc": r.returncode,
-        "ok": ok,
-        "failed": int(last[head.index("FailedCall(C)")]),
-        "retransmissions": int(last[head.index("Retransmissions(C)")]),
-        "elapsed_s": elapsed,
-        "achieved_per_s": ok / elapsed if elapsed else 0.0,
-    }
-
-
-def sweep(label: str, args: list[str], rates: list[int], seconds: float, work: Path) -> int:
-    best = 0
-    for rate in rates:
-        res = run_uac(label, args, rate, seconds, work)
-        emit({"bench": "calls", "target": label, "offered_per_s": rate, **_rounded(res)})
-        if res["failed"] or res["rc"] != 0:
-            break
-        best = max(best, int(res["achieved_per_s"]))
-        if res["achieved_per_s"] < 0.9 * rate:
-            break
-    return best
-
-
-def _rounded(res: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
+def uac_args(uac: list[str]) -> Callable[[int], list[str]]:
+    return lambda rate: [*uac, "-l", str(max(500, rate * 3)), "-d", "0", "-recv_timeout", "8000"]
 
 
 def start_uas(port: int) -> subprocess.Popen[bytes]:
     p = subprocess.Popen(
-        sipp("-sf", str(SCENARIOS / "uas_call.xml"), "-p", str(port), "-buff_size", str(8 * 1024 * 1024)),
+        sipp_cmd("-sf", str(SCENARIOS / "uas_call.xml"), "-p", str(port), "-buff_size", str(8 * 1024 * 1024)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -175,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
             target = f"127.0.0.1:{port}"
             if "noauth" in variants:
                 uac = ["-sf", str(SCENARIOS / "uac_call.xml"), target, "-s", DID, "-p", str(trunk_port)]
-                summary["sipcore_noauth_cps_0_failures"] = sweep("sipcore-noauth", uac, rates, args.seconds, work)
+                summary["sipcore_noauth_cps_0_failures"] = sweep(
+                    "calls", "sipcore-noauth", uac_args(uac), rates, args.seconds, work
+                )
             if "auth" in variants:
                 uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
-                summary["sipcore_auth_cps_0_failures"] = sweep("sipcore-auth", uac, rates, args.seconds, work)
+                summary["sipcore_auth_cps_0_failures"] = sweep(
+                    "calls", "sipcore-auth", uac_args(uac), rates, args.seconds, work
+                )
             if not args.skip_baseline:
                 uac = ["-sf", str(SCENARIOS / "uac_call.xml"), f"127.0.0.1:{uas_port}", "-s", DID]
-                base = sweep("sipp-uas-baseline", uac, rates + [r * 2 for r in rates[-2:]], args.seconds, work)
+                more = rates + [r * 2 for r in rates[-2:]]
+                base = sweep("calls", "sipp-uas-baseline", uac_args(uac), more, args.seconds, work)
                 summary["baseline_cps"] = base
                 for key in ("sipcore_noauth_cps_0_failures", "sipcore_auth_cps_0_failures"):
                     if key in summary and base:

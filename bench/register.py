@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import shutil
 import signal
@@ -27,10 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, emit, free_port  # noqa: E402
+from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
 DOMAIN = "sipcore.test"
@@ -57,75 +57,11 @@ def injection(path: Path, users: int) -> None:
             f.write(f"b{i};{DOMAIN};[authentication username=b{i} password=pw{i}x]\n")
 
 
-def run_sipp(scenario: str, target: str, inf: Path, rate: int, count: int, workdir: Path) -> dict[str, float]:
-    stat = workdir / f"stat-{scenario}-{rate}.csv"
-    cmd = [
-        shutil.which("sipp") or "sipp",
-        "-sf",
-        str(SCENARIOS / scenario),
-        target,
-        "-i",
-        "127.0.0.1",
-        "-inf",
-        str(inf),
-        "-m",
-        str(count),
-        "-r",
-        str(rate),
-        "-rp",
-        "1000",
-        "-l",
-        str(max(1000, rate * 4)),
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-recv_timeout",
-        "5000",
-        "-max_socket",
-        "1",
-        "-buff_size",
-        str(8 * 1024 * 1024),
-    ]
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=count / max(rate, 1) * 4 + 60, check=False)
-    elapsed = time.monotonic() - t0
-    rows = list(csv.reader(stat.open(), delimiter=";"))
-    head, last = rows[0], rows[-1]
-    ok = int(last[head.index("SuccessfulCall(C)")])
-    failed = int(last[head.index("FailedCall(C)")])
-    retrans = int(last[head.index("Retransmissions(C)")])
-    return {
-        "rc": r.returncode,
-        "ok": ok,
-        "failed": failed,
-        "retransmissions": retrans,
-        "elapsed_s": elapsed,
-        "achieved_per_s": ok / elapsed if elapsed else 0.0,
-    }
-
-
-def sweep(label: str, scenario: str, target: str, inf: Path, rates: list[int], seconds: float, workdir: Path) -> int:
-    """Highest *achieved* rate over the steps that completed with 0 failures."""
-    best = 0
-    for rate in rates:
-        res = run_sipp(scenario, target, inf, rate, int(rate * seconds), workdir)
-        emit(
-            {
-                "bench": "register",
-                "target": label,
-                "offered_per_s": rate,
-                **{k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()},
-            }
-        )
-        if res["failed"] or res["rc"] != 0:
-            break
-        best = max(best, int(res["achieved_per_s"]))
-        if res["achieved_per_s"] < 0.9 * rate:
-            break  # saturated: the offered rate is no longer met
-    return best
+def register_args(target: str, inf: Path) -> Callable[[int], list[str]]:
+    """SIPp's arguments for the REGISTER scenario against `target` at a rate."""
+    scenario = str(SCENARIOS / "register_auth.xml")
+    return lambda rate: ["-sf", scenario, target, "-inf", str(inf), "-rp", "1000", "-l", str(max(1000, rate * 4)),
+                         "-recv_timeout", "5000"]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
     rates = [int(x) for x in args.rates.split(",")]
+    more = rates + [r * 2 for r in rates[-2:]]  # for the baselines: they go further
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-") as tmp:
         work = Path(tmp)
         inf = work / "users.csv"
@@ -159,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             time.sleep(2.0)
-            sip = sweep("sipcore", "register_auth.xml", f"127.0.0.1:{port}", inf, rates, args.seconds, work)
+            sip = sweep("register", "sipcore", register_args(f"127.0.0.1:{port}", inf), rates, args.seconds, work)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -167,17 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_baseline:
             uas_port = free_port()
             uas = subprocess.Popen(
-                [
-                    shutil.which("sipp") or "sipp",
-                    "-sf",
-                    str(SCENARIOS / "uas_register_auth.xml"),
-                    "-i",
-                    "127.0.0.1",
-                    "-p",
-                    str(uas_port),
-                    "-nostdin",
-                    "-bg",
-                ],
+                sipp_cmd("-sf", str(SCENARIOS / "uas_register_auth.xml"), "-p", str(uas_port), "-bg"),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -185,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             try:
                 base = sweep(
+                    "register",
                     "sipp-uas-baseline",
-                    "register_auth.xml",
-                    f"127.0.0.1:{uas_port}",
-                    inf,
-                    [r for r in rates] + [r * 2 for r in rates[-2:]],
+                    register_args(f"127.0.0.1:{uas_port}", inf),
+                    more,
                     args.seconds,
                     work,
                 )
@@ -204,11 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             try:
                 top = sweep(
+                    "register",
                     "uvloop-null-registrar",
-                    "register_auth.xml",
-                    f"127.0.0.1:{floor_port}",
-                    inf,
-                    [r for r in rates] + [r * 2 for r in rates[-2:]],
+                    register_args(f"127.0.0.1:{floor_port}", inf),
+                    more,
                     args.seconds,
                     work,
                 )
