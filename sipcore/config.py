@@ -183,7 +183,12 @@ class ProxyConfig:
     """A call still up after this long is ended by the proxy with BYE to both
     sides (0: no limit)."""
     max_dialogs: int = 200_000
-    """Bound on the table of timed dialogs (session timers, maximum duration)."""
+    """Bound on the table of timed dialogs (session timers, maximum duration, probes)."""
+    dialog_probe_s: int = 120
+    """A call with no in-dialog request or response for this long gets an
+    in-dialog OPTIONS to each side; a side that answers 481, 408 or nothing
+    ends the call (BYE to both sides), billed up to when that side was last
+    heard from (0: no probing)."""
     heartbeat_s: int = 5
     """How often the server stamps its liveness in the store; after a crash the
     calls left open are closed at the last stamp."""
@@ -201,6 +206,8 @@ class ProxyConfig:
             errs.append(("forking", 'must be "parallel" or "serial"'))
         if not 1 <= self.heartbeat_s <= 300:
             errs.append(("heartbeat_s", "must be 1-300"))
+        if self.dialog_probe_s != 0 and not 10 <= self.dialog_probe_s <= 86400:
+            errs.append(("dialog_probe_s", "must be 0 (no probing) or 10-86400 (seconds)"))
         if not 60 <= self.trunk_register_expires_s <= 86400:
             errs.append(("trunk_register_expires_s", "must be 60-86400 (seconds)"))
         return errs
