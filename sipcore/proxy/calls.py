@@ -33,7 +33,9 @@ Initial requests (no To tag):
 In-dialog requests (To tag): accepted only when the top Route is one of our
 signed Record-Route entries; they go to the flow the entry names, so they
 survive a restart.  BYE ends the dialog's legs; a 2xx to a re-INVITE/UPDATE
-refreshes the session timer and updates the media (video on/off).
+refreshes the session timer and updates the media (video on/off).  Every
+in-dialog request and response marks its sender alive; a dialog quiet for
+``proxy.dialog_probe_s`` is probed with in-dialog OPTIONS (``keepalive.py``).
 
 CANCEL (§16.10) is answered 200 and sent down every pending branch; the
 INVITE then ends with 487.  The ACK of a 2xx is forwarded statelessly along
@@ -70,6 +72,7 @@ from sipcore.metering.legs import (
 )
 from sipcore.proxy.dialogs import Dialog, DialogTable, dialog_key
 from sipcore.proxy.directory import DidInfo, Directory, TenantInfo, TrunkInfo
+from sipcore.proxy.keepalive import DialogProbes, in_dialog_request
 from sipcore.proxy.routing import (
     ProxyAddress,
     RouteSigner,
@@ -165,6 +168,8 @@ class CallProxy:
         self._by_client: dict[ClientTransaction, tuple[_Context, _Branch]] = {}
         self._by_server: dict[ServerTransaction, _Context] = {}
         self.dialogs = DialogTable(core.emit_legs, max_dialogs=self.config.max_dialogs)
+        self.keepalive = DialogProbes(self.layer, self.dialogs, self._own_via, self._bye_both)
+        """In-dialog OPTIONS to the sides of quiet calls (dead-call detection)."""
         self._cnonce = 0
         self._probes: dict[ClientTransaction, int] = {}  # OPTIONS probe -> trunk id
         self._probe_at = 0.0
@@ -184,6 +189,11 @@ class CallProxy:
         me = self._address(transport)
         branch = f"z9hG4bK{loop_hash(req)}.{self.core.new_id()}"
         return f"SIP/2.0/{transport.upper()} {me.hostport()};branch={branch};rport"
+
+    def _own_via(self, flow: Flow) -> str:
+        """Our Via for a request the proxy originates (BYE, probe): a fresh branch."""
+        me = self._address(flow.transport).hostport()
+        return f"SIP/2.0/{flow.transport.upper()} {me};branch=z9hG4bK{self.core.new_id()};rport"
 
     def _respond(self, tx: ServerTransaction, status: int, reason: str | None = None) -> None:
         core = self.core
@@ -452,11 +462,16 @@ class CallProxy:
     def on_response(self, tx: ClientTransaction, resp: Response, now: float, now_ms: int) -> None:
         entry = self._by_client.get(tx)
         if entry is None:
+            if self.keepalive.on_response(tx, resp, now, now_ms):
+                return
             if not self.upstream.on_response(tx, resp, now, now_ms) and resp.status >= 200:
                 self._probe_answered(tx)
             return  # our own BYE (max duration, session timer), a trunk probe or REGISTER was answered
         ctx, branch = entry
         status = resp.status
+        d = ctx.dialog
+        if d is not None and status not in (408, 481):  # the side the request went to is alive
+            d.heard(not d.from_caller(ctx.request.from_tag), now, now_ms)
         if status == 100:
             if branch.cancelled and branch.status < 100:
                 self._send_cancel(branch, now)
@@ -576,11 +591,15 @@ class CallProxy:
         return status < 600
 
     def on_timeout(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
+        if self.keepalive.on_failure(tx, "timeout", now):
+            return
         if self._probe_failed(tx) or self.upstream.on_failure(tx, True, now, now_ms):
             return
         self._synthesize(tx, 408, now, now_ms)
 
     def on_transport_failed(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
+        if self.keepalive.on_failure(tx, "transport failure", now):
+            return
         if self._probe_failed(tx) or self.upstream.on_failure(tx, False, now, now_ms):
             return
         self._synthesize(tx, 503, now, now_ms)
@@ -646,6 +665,7 @@ class CallProxy:
 
     def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
         self._probes.pop(tx, None)  # type: ignore[arg-type]
+        self.keepalive.forget(tx)  # type: ignore[arg-type]
         entry = self._by_client.pop(tx, None)  # type: ignore[arg-type]
         if entry is not None:
             ctx = entry[0]
@@ -726,10 +746,12 @@ class CallProxy:
             return
         dialog = self.dialogs.get(req.call_id, req.from_tag, req.to_tag)
         if dialog is not None:
-            if dialog.from_caller(req.from_tag):
+            from_caller = dialog.from_caller(req.from_tag)
+            if from_caller:
                 dialog.caller_cseq = max(dialog.caller_cseq, req.cseq)
             else:
                 dialog.callee_cseq = max(dialog.callee_cseq, req.cseq)
+            dialog.heard(from_caller, now, now_ms)
             if req.method == "BYE":
                 self.dialogs.bye(dialog, req.from_tag, now_ms)
         ctx = _Context(tx, req, flow, None, None, False, now_ms, dialog=dialog)
@@ -759,6 +781,10 @@ class CallProxy:
         dest, n = self._dialog_flow(req)
         if dest is None:
             return
+        dialog = self.dialogs.get(req.call_id, req.from_tag, req.to_tag)
+        if dialog is not None:
+            now, now_ms = self.core._clock
+            dialog.heard(dialog.from_caller(req.from_tag), now, now_ms)
         # A stateless forward needs a branch that is the same for a retransmission.
         via = self._via_stateless(req, dest.transport)
         fwd = forwarded(req, req.ruri, via, drop_top_route=n, received_via=self.core._top_via(req, flow))
@@ -835,6 +861,9 @@ class CallProxy:
             d.session_deadline = now + se
         if self.config.max_call_duration_s > 0:
             d.max_deadline = now + self.config.max_call_duration_s
+        d.probe_s = self.config.dialog_probe_s
+        d.quiet_since = now
+        d.caller_alive_ms = d.callee_alive_ms = now_ms
         if not self.dialogs.add(d):
             if legs:
                 self.core.emit_legs(tuple(legs))
@@ -891,7 +920,7 @@ class CallProxy:
         if legs:
             self.core.emit_legs(tuple(legs))
 
-    # -- timers: maximum duration, session timer -------------------------------------------
+    # -- timers: maximum duration, session timer, dead-call probe ---------------------------
     def handle_timer(self, now: float, now_ms: int) -> None:
         period = self.config.trunk_probe_s
         if period > 0 and now >= self._probe_at:
@@ -899,6 +928,9 @@ class CallProxy:
             self._probe_trunks(now)
         self.upstream.handle_timer(now, now_ms)
         for d, why in self.dialogs.due(now):
+            if why == "probe":
+                self.keepalive.probe(d, now)
+                continue
             log.info("ending call %s: %s", d.call_id, why)
             self._bye_both(d, now)
             self.dialogs.end(d, now_ms, why)
@@ -914,28 +946,11 @@ class CallProxy:
 
     def _bye_both(self, d: Dialog, now: float) -> None:
         # To the callee, as if from the caller; to the caller, as if from the callee.
-        d.caller_cseq += 1
-        d.callee_cseq += 1
-        for ruri, frm, to, cseq, flow in (
-            (d.callee_target, d.caller_from, d.caller_to, d.caller_cseq, d.callee_flow),
-            (d.caller_target, d.caller_to, d.caller_from, d.callee_cseq, d.caller_flow),
-        ):
-            via = (
-                f"SIP/2.0/{flow.transport.upper()} {self._address(flow.transport).hostport()};"
-                f"branch=z9hG4bK{self.core.new_id()};rport"
-            )
-            headers = [
-                ("Via", via),
-                ("Max-Forwards", "70"),
-                ("From", frm),
-                ("To", to),
-                ("Call-ID", d.call_id),
-                ("CSeq", f"{cseq} BYE"),
-                ("Reason", 'SIP;cause=200;text="Call ended by the proxy"'),
-                ("Content-Length", "0"),
-            ]
+        for flow, to_callee in ((d.callee_flow, True), (d.caller_flow, False)):
+            reason = ("Reason", 'SIP;cause=200;text="Call ended by the proxy"')
+            req, flow = in_dialog_request(d, to_callee, "BYE", self._own_via(flow), (reason,))
             try:
-                self.layer.send_request(Request("BYE", ruri, headers), flow, now)
+                self.layer.send_request(req, flow, now)
             except Exception as e:
                 log.warning("cannot send BYE for %s: %s", d.call_id, e)
 

@@ -6,6 +6,13 @@ leg").  It holds what the proxy needs to end the call on its own (the remote
 targets and flows of both sides, their CSeqs), the session timer (RFC 4028)
 and the maximum-duration deadline, and the legs' running records.
 
+Dead calls: with ``[proxy] dialog_probe_s`` a dialog also has a probe
+deadline, ``quiet_since + probe_s`` (``keepalive.py`` sends the in-dialog
+OPTIONS).  In-dialog traffic only moves ``quiet_since`` (two stores, no heap
+push on the packet path); the stale heap entry pops at the old deadline and
+``due()`` re-arms it at the new one, so a talking call costs one heap entry
+per probe interval and no scan.
+
 Leg records go out through the `emit` callback as :class:`LegRecord`
 snapshots (``sipcore.metering.legs``): at the answer, when the media changes,
 and at the end.  The table is bounded (``max_dialogs``): past it a new
@@ -52,12 +59,25 @@ class Dialog:
     session_expires_s: int = 0
     session_deadline: float = 0.0
     max_deadline: float = 0.0
+    probe_s: int = 0  # in-dialog OPTIONS after this long without traffic (0: never)
+    quiet_since: float = 0.0  # monotonic time of the last in-dialog traffic or probe
+    caller_alive_ms: int = 0  # wall-clock ms the caller was last heard from
+    callee_alive_ms: int = 0  # wall-clock ms the callee was last heard from
     ended: bool = False
     generation: int = 0  # bumps on every re-arm, so stale heap entries are skipped
     extra: dict[str, str] = field(default_factory=dict)
 
     def from_caller(self, from_tag: str | None) -> bool:
         return from_tag == self.caller_tag
+
+    def heard(self, caller: bool, now: float, now_ms: int) -> None:
+        """A request or response from one side: it is alive, and the call is
+        not quiet (the next probe waits a full interval)."""
+        self.quiet_since = now
+        if caller:
+            self.caller_alive_ms = max(self.caller_alive_ms, now_ms)
+        else:
+            self.callee_alive_ms = max(self.callee_alive_ms, now_ms)
 
 
 Emit = Callable[[tuple[LegRecord, ...]], None]
@@ -94,7 +114,8 @@ class DialogTable:
 
     def _rearm(self, d: Dialog) -> None:
         d.generation += 1
-        deadlines = [t for t in (d.session_deadline, d.max_deadline) if t > 0]
+        probe = d.quiet_since + d.probe_s if d.probe_s > 0 else 0.0
+        deadlines = [t for t in (d.session_deadline, d.max_deadline, probe) if t > 0]
         if deadlines:
             heapq.heappush(self._heap, (min(deadlines), d.generation, d.key))
 
@@ -127,7 +148,9 @@ class DialogTable:
         self.end(d, now_ms, END_BYE_CALLER if d.from_caller(from_tag) else END_BYE_CALLEE)
 
     def due(self, now: float) -> list[tuple[Dialog, str]]:
-        """Dialogs whose session timer or maximum duration ran out, with which."""
+        """Dialogs whose maximum duration or session timer ran out, or that are
+        quiet for a probe interval (``"probe"``, re-armed a full interval on:
+        the probe itself counts as traffic)."""
         out = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -139,6 +162,10 @@ class DialogTable:
                 out.append((d, "max_duration"))
             elif d.session_deadline and d.session_deadline <= now:
                 out.append((d, "timeout"))
+            elif d.probe_s > 0 and d.quiet_since + d.probe_s <= now:
+                d.quiet_since = now
+                self._rearm(d)
+                out.append((d, "probe"))
             else:
                 self._rearm(d)
         return out
