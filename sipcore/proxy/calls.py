@@ -147,6 +147,7 @@ class _Context:
     done: bool = False
     transit: bool = False
     dialog: Dialog | None = None  # in-dialog requests: the dialog they belong to
+    dialled: str = ""  # the legs' callee: the Request-URI, or the DID's To URI (see _resolve)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,21 +238,21 @@ class CallProxy:
                 self._respond(tx, 403, reason)
                 return
             self.core.emit_counter(CounterRecorded(tenant.id, self._month(tenant.id, now_ms), MESSAGES, 1))
-        targets, callee, transit = self._resolve(req, tenant, trunk, now_ms)
+        targets, callee, transit, dialled = self._resolve(req, tenant, trunk, now_ms)
         if isinstance(targets, tuple):  # (status, reason): no route
             status, reason = targets
             if method == "INVITE" and caller is not None:
-                self._record_attempt(req, caller, callee, now_ms, status, transit)
+                self._record_attempt(req, caller, callee, now_ms, status, transit, dialled=dialled)
             self._respond(tx, status, reason)
             return
         if method == "INVITE":
             self.layer.trying(tx, now)
             refusal = self._codec_refusal(req, targets)
             if refusal is not None:
-                self._record_attempt(req, caller, callee, now_ms, 488, transit)
+                self._record_attempt(req, caller, callee, now_ms, 488, transit, dialled=dialled)
                 self._respond(tx, 488, refusal)
                 return
-        ctx = _Context(tx, req, flow, caller, callee, method == "INVITE", now_ms, transit=transit)
+        ctx = _Context(tx, req, flow, caller, callee, method == "INVITE", now_ms, transit=transit, dialled=dialled)
         self._by_server[tx] = ctx
         if targets[0].trunk is not None:  # routes to trunks: failover, one at a time
             ctx.pending = targets[1:]
@@ -347,12 +348,15 @@ class CallProxy:
 
     def _resolve(
         self, req: Request, tenant: TenantInfo, from_trunk: TrunkInfo | None, now_ms: int
-    ) -> tuple[list[Target] | tuple[int, str], Endpoint | None, bool]:
-        """Targets for an initial request, the callee endpoint, and whether it is transit;
-        or (status, reason) when there is no route."""
+    ) -> tuple[list[Target] | tuple[int, str], Endpoint | None, bool, str]:
+        """Targets for an initial request, the callee endpoint, whether it is
+        transit, and what was dialled (the legs' callee: the Request-URI, or the
+        To URI when the DID came from To); or (status, reason) when there is no
+        route."""
         uri = req.uri
+        dialled = req.ruri
         if not uri.is_sip:
-            return (416, "Unsupported URI Scheme"), None, False
+            return (416, "Unsupported URI Scheme"), None, False, dialled
         user = uri.user_unescaped or ""
         d = self.directory
         device = None
@@ -365,6 +369,8 @@ class CallProxy:
                 # here) and puts the dialled number in To.
                 to = req.to.uri
                 did = self._did_for(to.user_unescaped or "", tenant, from_trunk) if to.is_sip else None
+                if did is not None:
+                    dialled = _uri_of(req.headers.get("To") or "")  # not our Contact: the number
             if did is not None:
                 device = d.device_by_id(did.device_id)
         if device is not None:
@@ -372,20 +378,20 @@ class CallProxy:
             aor = f"sip:{device.username}@{tenant.domain.lower()}"
             bindings = self.core.location.lookup(aor, now_ms)
             if not bindings:
-                return (480, "Temporarily Unavailable"), callee, False
+                return (480, "Temporarily Unavailable"), callee, False, dialled
             targets = [
                 Target(callee, b.uri, b.flow, tuple(b.path), b.q_milli)
                 for b in bindings
                 if b.device_id == device.device_id
             ]
-            return (targets or (480, "Temporarily Unavailable")), callee, False
+            return (targets or (480, "Temporarily Unavailable")), callee, False, dialled
         if from_trunk is not None and not from_trunk.allow_transit:
-            return (404, "Not Found"), None, False
+            return (404, "Not Found"), None, False, dialled
         if req.method != "INVITE" and from_trunk is None and not self._local_host(uri.host, tenant):
-            return (404, "Not Found"), None, False
+            return (404, "Not Found"), None, False, dialled
         routes = [t for t in d.routes(tenant.id, user) if from_trunk is None or t.id != from_trunk.id]
         if not routes or not user:
-            return (404, "Not Found"), None, False
+            return (404, "Not Found"), None, False, dialled
         # Trunks that failed their OPTIONS probe go last (tried only if every other fails too).
         routes.sort(key=lambda t: t.id in self.trunks_down)
         targets = []
@@ -394,7 +400,7 @@ class CallProxy:
             host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
             ruri = f"sip:{user}@{host}:{trunk.port}" + (";transport=tcp" if trunk.transport == "tcp" else "")
             targets.append(Target(ep, ruri, Flow(trunk.transport, trunk.host, trunk.port, 0), trunk=trunk))
-        return targets, targets[0].endpoint, from_trunk is not None
+        return targets, targets[0].endpoint, from_trunk is not None, dialled
 
     def _did_for(self, number: str, tenant: TenantInfo, from_trunk: TrunkInfo | None) -> DidInfo | None:
         """The tenant's DID `number`, when the caller may ring it (a DID bound
@@ -578,6 +584,7 @@ class CallProxy:
                 ctx.transit,
                 reason=END_CANCEL if ctx.cancelled else (END_TIMEOUT if status == 408 else END_REJECTED),
                 setup_ms=ctx.setup_ms,
+                dialled=ctx.dialled,
             )
 
     @staticmethod
@@ -829,7 +836,7 @@ class CallProxy:
                     from_tag=req.from_tag or "",
                     to_tag=resp.to_tag,
                     caller=_uri_of(req.headers.get("From") or ""),
-                    callee=req.ruri,
+                    callee=ctx.dialled or req.ruri,
                     setup_ms=ctx.setup_ms,
                     answer_ms=now_ms,
                     final_status=resp.status,
@@ -889,6 +896,7 @@ class CallProxy:
         transit: bool,
         reason: str = END_REJECTED,
         setup_ms: int | None = None,
+        dialled: str = "",
     ) -> None:
         """An unanswered call: its legs, already ended, with the final status and no time."""
         setup = now_ms if setup_ms is None else setup_ms
@@ -907,7 +915,7 @@ class CallProxy:
                     from_tag=req.from_tag or "",
                     to_tag=None,
                     caller=_uri_of(req.headers.get("From") or ""),
-                    callee=req.ruri,
+                    callee=dialled or req.ruri,
                     setup_ms=setup,
                     end_ms=max(now_ms, setup),
                     end_reason=reason,

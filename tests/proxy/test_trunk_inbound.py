@@ -160,6 +160,24 @@ def test_trunk_calling_our_contact_is_routed_to_the_did_in_to() -> None:
     inv = challenged_invite(pbx, "sip:acct@192.0.2.1:5060", "contact", to=f"sip:{DID}@192.0.2.1")
     answered(net, pbx, bob, inv)
     assert (the_leg(net).direction, the_leg(net).endpoint_id) == ("terminating", 11)
+    assert the_leg(net).callee == f"sip:{DID}@192.0.2.1", "the number dialled, not our registered Contact"
+
+
+def test_an_unanswered_call_to_our_contact_records_the_did_in_to() -> None:
+    net = Net(make_core(trunks=(trunk("digest"),)))  # bob is not registered: 480
+    pbx = net.ua("acct", "tpw", *DYNAMIC)
+    challenged_invite(pbx, "sip:acct@192.0.2.1:5060", "contact480", to=f"sip:{DID}@192.0.2.1")
+    assert 480 in pbx.statuses()
+    leg = the_leg(net)
+    assert (leg.final_status, leg.callee) == (480, f"sip:{DID}@192.0.2.1")
+
+
+def test_a_did_in_the_request_uri_stays_the_callee() -> None:
+    net, bob = setup("digest")
+    pbx = net.ua("acct", "tpw", *DYNAMIC)
+    inv = challenged_invite(pbx, f"sip:{DID}@192.0.2.1", "direct", to="sip:someone-else@192.0.2.1")
+    answered(net, pbx, bob, inv)
+    assert the_leg(net).callee == f"sip:{DID}@192.0.2.1"
 
 
 def test_to_did_is_only_for_trunks() -> None:
