@@ -7,8 +7,12 @@ session timer (RFC 4028) the call would stay up, and be billed, until
 ``[proxy] max_call_duration_s``.  So when a confirmed dialog has carried no
 in-dialog request or response for ``[proxy] dialog_probe_s``, the proxy sends
 an OPTIONS inside the dialog to each side (built like the proxy's own BYE:
-the side's remote target and flow, From/To/Call-ID of the dialog, the next
-CSeq of the other side, our Via), as a client transaction.
+the side's remote target and flow, From/To/Call-ID of the dialog, our Via),
+as a client transaction.  Its CSeq is the last one the other side used, not
+the next: the phone compares the other side's next real request against the
+highest CSeq it has seen and MUST refuse a lower one with 500 (RFC 3261
+§12.2.2), so a probe that consumed a number would make the caller's BYE
+look out of order.  An equal number is allowed.
 
 RFC 5057 §5.1 tells what the answer means: a 481 says the dialog is gone at
 that side; any other final response (200, but also 405, 501, 403 ...) says the
@@ -45,16 +49,23 @@ _DEAD = frozenset({481, 408})
 
 
 def in_dialog_request(
-    d: Dialog, to_callee: bool, method: str, via: str, extra: tuple[tuple[str, str], ...] = ()
+    d: Dialog,
+    to_callee: bool,
+    method: str,
+    via: str,
+    extra: tuple[tuple[str, str], ...] = (),
+    *,
+    next_cseq: bool = True,
 ) -> tuple[Request, Flow]:
     """A request the proxy itself sends inside `d` to one side, as if from the
-    other side (its From/To and its next CSeq, which is consumed); and the
-    flow it goes over."""
+    other side (its From/To, and its next CSeq, which is consumed, or with
+    `next_cseq` False its last one again: 1 for a side that has sent none,
+    below any first CSeq a phone picks); and the flow it goes over."""
     if to_callee:
-        d.caller_cseq += 1
+        d.caller_cseq += 1 if next_cseq or not d.caller_cseq else 0
         ruri, frm, to, cseq, flow = d.callee_target, d.caller_from, d.caller_to, d.caller_cseq, d.callee_flow
     else:
-        d.callee_cseq += 1
+        d.callee_cseq += 1 if next_cseq or not d.callee_cseq else 0
         ruri, frm, to, cseq, flow = d.caller_target, d.caller_to, d.caller_from, d.callee_cseq, d.caller_flow
     headers = [
         ("Via", via),
@@ -99,7 +110,7 @@ class DialogProbes:
             if side in self._out:
                 continue  # the previous probe of this side is still out
             flow = d.callee_flow if to_callee else d.caller_flow
-            req, flow = in_dialog_request(d, to_callee, "OPTIONS", self._via(flow))
+            req, flow = in_dialog_request(d, to_callee, "OPTIONS", self._via(flow), next_cseq=False)
             try:
                 tx = self.layer.send_request(req, flow, now)
             except SipcoreError as e:

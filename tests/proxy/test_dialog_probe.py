@@ -33,10 +33,11 @@ def test_a_quiet_call_gets_an_in_dialog_options_to_each_side_after_the_interval(
     net.advance(2)
     to_bob = bob.take("OPTIONS")
     to_alice = alice.take("OPTIONS")
-    # built like the proxy's BYE: the side's Contact, the dialog's From/To/Call-ID, the next CSeq
+    # built like the proxy's BYE: the side's Contact, the dialog's From/To/Call-ID; the CSeq is the
+    # other side's last, not its next (§12.2.2: a later real request must not look out of order)
     assert to_bob.ruri == "sip:bob@10.0.0.2:5060"
     assert to_bob.headers.get("From") == call_a.local and to_bob.headers.get("To") == call_a.remote
-    assert to_bob.cseq == 3 and to_bob.cseq_method == "OPTIONS"  # the caller's INVITE had CSeq 2
+    assert to_bob.cseq == 2 and to_bob.cseq_method == "OPTIONS"  # the caller's INVITE had CSeq 2
     assert to_alice.ruri == "sip:alice@10.0.0.0:5060"
     assert to_alice.headers.get("From") == call_a.remote and to_alice.headers.get("To") == call_a.local
     assert to_alice.cseq == 1
@@ -153,9 +154,10 @@ def test_the_default_config_probes_every_120_s() -> None:
 def test_one_probe_per_side_in_flight() -> None:
     net, alice, bob, call_a, call_b = probed_call(10)
     net.advance(11)
-    assert bob.take("OPTIONS") and alice.take("OPTIONS")
+    first = bob.take("OPTIONS")
+    assert alice.take("OPTIONS")
     net.advance(11)  # the first probes are still out (Timer F is 32 s): none sent again
-    assert not [m for m in bob.inbox if isinstance(m, Request) and m.cseq != 3]
+    assert all(m.branch == first.branch for m in requests(bob, "OPTIONS")), "only retransmissions"
     assert len(net.core.proxy.keepalive) == 2
 
 
@@ -173,3 +175,20 @@ def test_the_example_config_documents_the_key() -> None:
     from sipcore.config import default_config
 
     assert default_config().proxy.dialog_probe_s == 120
+
+
+def test_probes_never_make_the_callers_next_request_look_out_of_order() -> None:
+    """RFC 3261 §12.2.2: the callee refuses (500) an in-dialog request whose CSeq
+    is lower than the highest it has seen; the probes, sent as if from the
+    caller, must not raise that bar above the caller's own next CSeq."""
+    net, alice, bob, call_a, call_b = probed_call(60)
+    seen: list[int] = []
+    for _ in range(3):
+        net.advance(61)
+        probe = bob.take("OPTIONS")
+        seen.append(probe.cseq)
+        bob.answer(probe, 200)
+        alice.answer(alice.take("OPTIONS"), 200)
+    alice.send(alice.in_dialog(call_a, "BYE"))
+    bye = bob.take("BYE")
+    assert max(seen) < bye.cseq, f"probes {seen} vs the caller's BYE {bye.cseq}"
