@@ -69,7 +69,7 @@ class LegRecord:
     from_tag: str
     to_tag: str | None
     caller: str  # From URI
-    callee: str  # Request-URI of the original INVITE
+    callee: str  # what was dialled: the original INVITE's Request-URI (the To URI when a DID came from To)
     setup_ms: int
     answer_ms: int | None = None
     end_ms: int | None = None
