@@ -58,6 +58,16 @@ _UPSERT_GAUGE = (
 )
 
 
+# A trunk with inbound digest authenticates with its username in the tenant's
+# realm, so a device of that name would shadow it (the directory asks the
+# device first): one realm, one identity per username, whichever came first.
+_DIGEST_TRUNK_BY_USERNAME = "SELECT name FROM trunks WHERE tenant_id = ? AND username = ? AND inbound != 'address'"
+
+
+def _trunk_owns(user: str, domain: str, trunk: str) -> str:
+    return f"{user}@{domain} is the inbound username of trunk {trunk}: a device needs a name of its own"
+
+
 def _tenant(r: Any) -> Tenant:
     return Tenant(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
 
@@ -149,6 +159,9 @@ class Store(CallsStore, BillingStore):
             tenant = await self._tenant_in(db, domain)
             if await _one(db, "SELECT 1 FROM devices WHERE tenant_id = ? AND username = ?", (tenant.id, user)):
                 raise AlreadyExists(f"device {user}@{domain} already exists")
+            trunk = await _one(db, _DIGEST_TRUNK_BY_USERNAME, (tenant.id, user))
+            if trunk:
+                raise AlreadyExists(_trunk_owns(user, domain, trunk[0]))
             cur = await db.execute(
                 "INSERT INTO devices (tenant_id, username, ha1_md5, ha1_sha256, enabled, created_ms, updated_ms)"
                 " VALUES (?, ?, ?, ?, 1, ?, ?)",
@@ -170,6 +183,7 @@ class Store(CallsStore, BillingStore):
         async with self._tx() as db:
             tenants = {r[0]: r[1] for r in await _all(db, "SELECT domain, id FROM tenants")}
             existing: dict[int, set[str]] = {}
+            trunk_users: dict[int, dict[str, str]] = {}
             params = []
             for i, row in enumerate(rows):
                 try:
@@ -184,8 +198,18 @@ class Store(CallsStore, BillingStore):
                     existing[tid] = {
                         r[0] for r in await _all(db, "SELECT username FROM devices WHERE tenant_id = ?", (tid,))
                     }
+                    trunk_users[tid] = {
+                        r[0]: r[1]
+                        for r in await _all(
+                            db,
+                            "SELECT username, name FROM trunks WHERE tenant_id = ? AND inbound != 'address'",
+                            (tid,),
+                        )
+                    }
                 if user in existing[tid]:
                     raise ImportRowError(i, f"device {user}@{domain} already exists (or appears twice)")
+                if user in trunk_users[tid]:
+                    raise ImportRowError(i, _trunk_owns(user, domain, trunk_users[tid][user]))
                 existing[tid].add(user)
                 params.append(
                     (tid, user, ha1(user, domain, password, "MD5"), ha1(user, domain, password, "SHA-256"), now)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sipcore.proxy.directory import Directory, TenantInfo
-from sipcore.store import AlreadyExists, InvalidValue, Store, Trunk
+from sipcore.store import AlreadyExists, ImportRowError, InvalidValue, Store, Trunk
 
 
 async def _trunk(db: Store, name: str, host: str, **kw: Any) -> Trunk:
@@ -57,3 +57,25 @@ async def test_inbound_username_is_one_identity_in_the_realm(db: Store) -> None:
     await _trunk(db, "pbx3", "192.0.2.5", username="acct", password="y")
     await db.add_trunk("org", "example.org", "192.0.2.6", 5060, username="acct", password="z", inbound="digest")
     assert len(await db.list_trunks()) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_device_cannot_take_a_digest_trunks_username(db: Store) -> None:
+    """The other direction: the device would shadow the trunk's credentials
+    (the directory asks devices first), so the trunk could no longer get in."""
+    await db.add_tenant("example.com")
+    await db.add_tenant("example.org")
+    await _trunk(db, "pbx", "192.0.2.2", username="acct", password="x", inbound="both")
+    await _trunk(db, "out", "192.0.2.3", username="carol", password="x")  # outbound-only credentials
+    with pytest.raises(AlreadyExists, match="acct@example.com is the inbound username of trunk pbx"):
+        await db.add_device("acct", "example.com", "pw")
+    with pytest.raises(ImportRowError, match="row 2: acct@example.com is the inbound username of trunk pbx") as e:
+        await db.import_devices([("bob", "example.com", "pw"), ("acct", "example.com", "pw")])
+    assert e.value.index == 1
+    assert [d.username for d in await db.list_devices()] == [], "an import is all or nothing"
+    await db.add_device("carol", "example.com", "pw")
+    await db.add_device("acct", "example.org", "pw")  # another realm
+    assert sorted(f"{d.username}@{d.domain}" for d in await db.list_devices()) == [
+        "acct@example.org",
+        "carol@example.com",
+    ]
