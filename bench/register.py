@@ -103,14 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         summary: dict[str, object] = {"bench": "register", "summary": True, "sipcore_max_per_s_0_failures": sip}
         if not args.skip_baseline:
             uas_port = free_port()
-            uas = subprocess.Popen(
-                sipp_cmd("-sf", str(SCENARIOS / "uas_register_auth.xml"), "-p", str(uas_port), "-bg"),
+            uas = subprocess.Popen(  # in the foreground: stopped by its own PID below
+                sipp_cmd("-sf", str(SCENARIOS / "uas_register_auth.xml"), "-p", str(uas_port)),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            uas.wait()
-            time.sleep(0.5)
             try:
+                time.sleep(0.5)
                 base = sweep(
                     "register",
                     "sipp-uas-baseline",
@@ -120,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                     work,
                 )
             finally:
-                subprocess.run(["pkill", "-f", "--", f"-p {uas_port} "], check=False)
+                uas.send_signal(signal.SIGTERM)
+                try:
+                    uas.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    uas.kill()
+                    uas.wait(timeout=10)
             summary.update(
                 {"baseline_max_per_s": base, "ratio_sipcore_over_baseline": round(sip / base, 2) if base else None}
             )
