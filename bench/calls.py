@@ -13,10 +13,16 @@ The offered rate steps up; the figure is the highest achieved rate that
 completed with 0 failed calls.  The baseline, measured in the same run, is
 the same UAC scenario straight against the SIPp UAS (the load generator's
 own ceiling on this machine), so sipcore's figure is also given as a ratio.
+And both variants through Kamailio with one UDP worker (bench/kamailio.py:
+stateful proxy, Record-Route, the callee a registered SIPp UAS found in
+usrloc; the trunk by its address, the device with 407 digest), the figure
+the issues' target is stated as.
 
     python bench/calls.py [--rates 200,400,...] [--seconds 5] [--variants noauth,auth]
+                          [--skip-baseline] [--skip-kamailio] [--only kamailio,...]
 
-Needs `sipp` (Debian sip-tester).  Prints one JSON line per step and a summary.
+Needs `sipp` (Debian sip-tester); Kamailio is measured when `kamailio` is
+installed.  Prints one JSON line per step and a summary.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kamailio  # noqa: E402
 from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -75,72 +82,141 @@ def start_uas(port: int) -> subprocess.Popen[bytes]:
     return p
 
 
+TARGETS = ("sipcore", "baseline", "kamailio")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1500,2000,2700,3500")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--variants", default="noauth,auth")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--kamailio", action="store_true", default=kamailio.available(),
+                    help="measure Kamailio with one worker too (default: when kamailio is installed)")  # fmt: skip
+    ap.add_argument("--skip-kamailio", dest="kamailio", action="store_false")
+    ap.add_argument("--only", help=f"comma-separated targets to run, of {','.join(TARGETS)}")
     args = ap.parse_args(argv)
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
+    targets = set(args.only.split(",")) if args.only else set(TARGETS)
+    if unknown := targets - set(TARGETS):
+        ap.error(f"unknown targets {sorted(unknown)}")
+    if args.skip_baseline:
+        targets.discard("baseline")
+    if not args.kamailio:
+        targets.discard("kamailio")
     rates = [int(x) for x in args.rates.split(",")]
+    more = rates + [r * 2 for r in rates[-2:]]  # for the baselines: they go further
     variants = args.variants.split(",")
     summary: dict[str, object] = {"bench": "calls", "summary": True}
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-calls-") as tmp:
         work = Path(tmp)
-        port, trunk_port, uas_port = free_port(), free_port(), free_port()
-        db = work / "bench.db"
-        provision(db, trunk_port)
-        cfg = work / "bench.toml"
-        cfg.write_text(
-            f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
-            f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n'
-            "[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n"
-        )
+        trunk_port = free_port()
         inf = work / "callers.csv"
         inf.write_text(f"SEQUENTIAL\ncaller;callee;{DOMAIN};[authentication username=caller password=pw-caller]\n")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "server.log").open("w"),
-        )
-        uas = None
-        try:
-            time.sleep(2.0)
-            register_from(port, uas_port, "callee", "pw-callee")
-            uas = start_uas(uas_port)
-            target = f"127.0.0.1:{port}"
-            if "noauth" in variants:
-                uac = ["-sf", str(SCENARIOS / "uac_call.xml"), target, "-s", DID, "-p", str(trunk_port)]
-                summary["sipcore_noauth_cps_0_failures"] = sweep(
-                    "calls", "sipcore-noauth", uac_args(uac), rates, args.seconds, work
-                )
-            if "auth" in variants:
-                uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
-                summary["sipcore_auth_cps_0_failures"] = sweep(
-                    "calls", "sipcore-auth", uac_args(uac), rates, args.seconds, work
-                )
-            if not args.skip_baseline:
-                uac = ["-sf", str(SCENARIOS / "uac_call.xml"), f"127.0.0.1:{uas_port}", "-s", DID]
-                more = rates + [r * 2 for r in rates[-2:]]
-                base = sweep("calls", "sipp-uas-baseline", uac_args(uac), more, args.seconds, work)
-                summary["baseline_cps"] = base
-                for key in ("sipcore_noauth_cps_0_failures", "sipcore_auth_cps_0_failures"):
-                    if key in summary and base:
-                        summary[key.replace("_cps_0_failures", "_ratio")] = round(int(summary[key]) / base, 3)  # type: ignore[call-overload]
-        finally:
-            if uas is not None:
-                uas.send_signal(signal.SIGTERM)
-                uas.wait(timeout=10)
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        legs = _count_legs(db)
-        summary["legs_written"] = legs
+        if targets & {"sipcore", "baseline"}:
+            run_sipcore(work, inf, trunk_port, targets, variants, rates, more, args.seconds, summary)
+        if "kamailio" in targets:
+            run_kamailio(work, inf, trunk_port, variants, more, args.seconds, summary)
+        for variant in ("noauth", "auth"):
+            sip, kam = summary.get(f"sipcore_{variant}_cps_0_failures"), summary.get(f"kamailio_{variant}_cps")
+            if isinstance(sip, int) and isinstance(kam, int):
+                summary[f"ratio_sipcore_over_kamailio_{variant}"] = round(sip / kam, 3) if kam else None
         emit(summary)
     return 0
+
+
+def run_sipcore(
+    work: Path,
+    inf: Path,
+    trunk_port: int,
+    targets: set[str],
+    variants: list[str],
+    rates: list[int],
+    more: list[int],
+    seconds: float,
+    summary: dict[str, object],
+) -> None:
+    """sipcore's sweeps and the SIPp baseline (the UAC straight against the UAS)."""
+    port, uas_port = free_port(), free_port()
+    db = work / "bench.db"
+    provision(db, trunk_port)
+    cfg = work / "bench.toml"
+    cfg.write_text(
+        f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
+        f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n'
+        "[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "server.log").open("w"),
+    )
+    uas = None
+    try:
+        time.sleep(2.0)
+        register_from(port, uas_port, "callee", "pw-callee")
+        uas = start_uas(uas_port)
+        target = f"127.0.0.1:{port}"
+        if "sipcore" in targets and "noauth" in variants:
+            uac = ["-sf", str(SCENARIOS / "uac_call.xml"), target, "-s", DID, "-p", str(trunk_port)]
+            summary["sipcore_noauth_cps_0_failures"] = sweep(
+                "calls", "sipcore-noauth", uac_args(uac), rates, seconds, work
+            )
+        if "sipcore" in targets and "auth" in variants:
+            uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
+            summary["sipcore_auth_cps_0_failures"] = sweep("calls", "sipcore-auth", uac_args(uac), rates, seconds, work)
+        if "baseline" in targets:
+            uac = ["-sf", str(SCENARIOS / "uac_call.xml"), f"127.0.0.1:{uas_port}", "-s", DID]
+            base = sweep("calls", "sipp-uas-baseline", uac_args(uac), more, seconds, work)
+            summary["baseline_cps"] = base
+            for key in ("sipcore_noauth_cps_0_failures", "sipcore_auth_cps_0_failures"):
+                if key in summary and base:
+                    summary[key.replace("_cps_0_failures", "_ratio")] = round(int(summary[key]) / base, 3)  # type: ignore[call-overload]
+    finally:
+        if uas is not None:
+            uas.send_signal(signal.SIGTERM)
+            uas.wait(timeout=10)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    if "sipcore" in targets:
+        summary["legs_written"] = _count_legs(db)
+
+
+def run_kamailio(
+    work: Path,
+    inf: Path,
+    trunk_port: int,
+    variants: list[str],
+    rates: list[int],
+    seconds: float,
+    summary: dict[str, object],
+) -> None:
+    """The same sweeps through Kamailio with one UDP worker (bench/kamailio.py):
+    the trunk known by its address, the DID mapped to the callee, the callee
+    a SIPp UAS registered with digest and found through usrloc."""
+    port, uas_port = free_port(), free_port()
+    proc = kamailio.start(work, port, DOMAIN, trunk=("127.0.0.1", trunk_port), dids={DID: "callee"})
+    uas = None
+    try:
+        register_from(port, uas_port, "callee", "pw-callee")
+        uas = start_uas(uas_port)
+        target = f"127.0.0.1:{port}"
+        if "noauth" in variants:
+            uac = ["-sf", str(SCENARIOS / "uac_call.xml"), target, "-s", DID, "-p", str(trunk_port)]
+            summary["kamailio_noauth_cps"] = sweep(
+                "calls", "kamailio-1-worker-noauth", uac_args(uac), rates, seconds, work
+            )
+        if "auth" in variants:
+            uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
+            summary["kamailio_auth_cps"] = sweep("calls", "kamailio-1-worker-auth", uac_args(uac), rates, seconds, work)
+    finally:
+        if uas is not None:
+            uas.send_signal(signal.SIGTERM)
+            uas.wait(timeout=10)
+        kamailio.stop(proc)
 
 
 def _count_legs(db: Path) -> int:

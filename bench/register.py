@@ -8,11 +8,17 @@ registrations, and, measured in the same run on the same machine, the same
 SIPp scenario against a SIPp UAS that answers 401/200 without doing any work
 (the load generator's own ceiling): sipcore's figure as a ratio of it; and
 against bench/null_registrar.py, a uvloop responder that does no work (what
-this stack itself reaches: the share of sipcore's cost that is its own).
+this stack itself reaches: the share of sipcore's cost that is its own);
+and against Kamailio with one UDP worker (bench/kamailio.py: digest with
+nonce_count, usrloc in memory), the figure the issues' target is stated as,
+once replying statelessly as its stock configuration does and once with a
+transaction per REGISTER as the auth README asks for nonce_count.
 
     python bench/register.py [--rates 2000,4000,...] [--seconds 5] [--users 50000]
+                             [--skip-baseline] [--skip-kamailio] [--only kamailio,...]
 
-Needs `sipp` (Debian sip-tester).  Prints one JSON line per step and a summary.
+Needs `sipp` (Debian sip-tester); Kamailio is measured when `kamailio` is
+installed.  Prints one JSON line per step and a summary.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kamailio  # noqa: E402
 from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
@@ -64,91 +71,124 @@ def register_args(target: str, inf: Path) -> Callable[[int], list[str]]:
                          "-recv_timeout", "5000"]  # fmt: skip
 
 
+TARGETS = ("sipcore", "baseline", "floor", "kamailio", "kamailio-stateful")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,7000,8000,9000,10000")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--users", type=int, default=50000)
-    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-baseline", action="store_true", help="no SIPp UAS baseline and no uvloop floor")
+    ap.add_argument("--kamailio", action="store_true", default=kamailio.available(),
+                    help="measure Kamailio with one worker too (default: when kamailio is installed)")  # fmt: skip
+    ap.add_argument("--skip-kamailio", dest="kamailio", action="store_false")
+    ap.add_argument("--only", help=f"comma-separated targets to run, of {','.join(TARGETS)}")
     args = ap.parse_args(argv)
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
+    targets = set(args.only.split(",")) if args.only else set(TARGETS)
+    if unknown := targets - set(TARGETS):
+        ap.error(f"unknown targets {sorted(unknown)}")
+    if args.skip_baseline:
+        targets -= {"baseline", "floor"}
+    if not args.kamailio:
+        targets -= {"kamailio", "kamailio-stateful"}
     rates = [int(x) for x in args.rates.split(",")]
     more = rates + [r * 2 for r in rates[-2:]]  # for the baselines: they go further
+    summary: dict[str, object] = {"bench": "register", "summary": True}
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-") as tmp:
         work = Path(tmp)
         inf = work / "users.csv"
         injection(inf, args.users)
-        db = work / "bench.db"
-        provision(db, args.users)
-        port = free_port()
-        cfg = work / "bench.toml"
-        cfg.write_text(
-            f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
-            f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n[demo]\nenabled = false\n'
-        )
-        server = subprocess.Popen(
-            [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "server.log").open("w"),
-        )
-        try:
-            time.sleep(2.0)
-            sip = sweep("register", "sipcore", register_args(f"127.0.0.1:{port}", inf), rates, args.seconds, work)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        summary: dict[str, object] = {"bench": "register", "summary": True, "sipcore_max_per_s_0_failures": sip}
-        if not args.skip_baseline:
-            uas_port = free_port()
-            uas = subprocess.Popen(  # in the foreground: stopped by its own PID below
-                sipp_cmd("-sf", str(SCENARIOS / "uas_register_auth.xml"), "-p", str(uas_port)),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                time.sleep(0.5)
-                base = sweep(
-                    "register",
-                    "sipp-uas-baseline",
-                    register_args(f"127.0.0.1:{uas_port}", inf),
-                    more,
-                    args.seconds,
-                    work,
-                )
-            finally:
-                uas.send_signal(signal.SIGTERM)
-                try:
-                    uas.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    uas.kill()
-                    uas.wait(timeout=10)
-            summary.update(
-                {"baseline_max_per_s": base, "ratio_sipcore_over_baseline": round(sip / base, 2) if base else None}
-            )
-            floor_port = free_port()
-            null_registrar = str(Path(__file__).with_name("null_registrar.py"))
-            floor = subprocess.Popen([sys.executable, null_registrar, str(floor_port)])
-            time.sleep(1.0)
-            try:
-                top = sweep(
-                    "register",
-                    "uvloop-null-registrar",
-                    register_args(f"127.0.0.1:{floor_port}", inf),
-                    more,
-                    args.seconds,
-                    work,
-                )
-            finally:
-                floor.terminate()
-                floor.wait(timeout=10)
-            summary.update(
-                {"stack_floor_max_per_s": top, "ratio_sipcore_over_stack_floor": round(sip / top, 2) if top else None}
-            )
+        if "sipcore" in targets:
+            summary["sipcore_max_per_s_0_failures"] = run_sipcore(work, inf, args.users, rates, args.seconds)
+        if "baseline" in targets:
+            summary["baseline_max_per_s"] = run_sipp_uas(work, inf, more, args.seconds)
+        if "floor" in targets:
+            summary["stack_floor_max_per_s"] = run_floor(work, inf, more, args.seconds)
+        if "kamailio" in targets:
+            summary["kamailio_max_per_s"] = run_kamailio(work, inf, more, args.seconds, stateful=False)
+        if "kamailio-stateful" in targets:
+            summary["kamailio_stateful_max_per_s"] = run_kamailio(work, inf, more, args.seconds, stateful=True)
+        sip = summary.get("sipcore_max_per_s_0_failures")
+        for name, key in (("baseline", "baseline_max_per_s"), ("stack_floor", "stack_floor_max_per_s"),
+                          ("kamailio", "kamailio_max_per_s"),
+                          ("kamailio_stateful", "kamailio_stateful_max_per_s")):  # fmt: skip
+            other = summary.get(key)
+            if isinstance(sip, int) and isinstance(other, int):
+                summary[f"ratio_sipcore_over_{name}"] = round(sip / other, 2) if other else None
         emit(summary)
     return 0
+
+
+def run_sipcore(work: Path, inf: Path, users: int, rates: list[int], seconds: float) -> int:
+    db = work / "bench.db"
+    provision(db, users)
+    port = free_port()
+    cfg = work / "bench.toml"
+    cfg.write_text(
+        f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
+        f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n[demo]\nenabled = false\n'
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "server.log").open("w"),
+    )
+    try:
+        time.sleep(2.0)
+        return sweep("register", "sipcore", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def run_sipp_uas(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
+    """The load generator's own ceiling: a SIPp UAS answering 401/200 blindly."""
+    port = free_port()
+    uas = subprocess.Popen(
+        sipp_cmd("-sf", str(SCENARIOS / "uas_register_auth.xml"), "-p", str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        return sweep("register", "sipp-uas-baseline", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
+    finally:
+        uas.send_signal(signal.SIGTERM)
+        try:
+            uas.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            uas.kill()
+            uas.wait(timeout=10)
+
+
+def run_floor(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
+    """What this stack reaches doing no work: bench/null_registrar.py."""
+    port = free_port()
+    null_registrar = str(Path(__file__).with_name("null_registrar.py"))
+    floor = subprocess.Popen([sys.executable, null_registrar, str(port)])
+    try:
+        time.sleep(1.0)
+        return sweep("register", "uvloop-null-registrar", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
+    finally:
+        floor.terminate()
+        floor.wait(timeout=10)
+
+
+def run_kamailio(work: Path, inf: Path, rates: list[int], seconds: float, stateful: bool) -> int:
+    """Kamailio with one UDP worker, REGISTER with digest into usrloc (bench/kamailio.py);
+    `stateful`: a transaction per REGISTER, as the auth README asks for nonce_count."""
+    port = free_port()
+    proc = kamailio.start(work, port, DOMAIN, stateful_register=stateful)
+    label = "kamailio-1-worker-stateful" if stateful else "kamailio-1-worker"
+    try:
+        return sweep("register", label, register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
+    finally:
+        kamailio.stop(proc)
 
 
 if __name__ == "__main__":
