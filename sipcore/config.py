@@ -67,6 +67,17 @@ class ServerConfig:
     """Live SIP transactions; beyond it new requests get 503.  A completed
     UDP REGISTER transaction lives 32 s (Timer J) in about 1.5 KB, so the
     default holds ~15,000 requests/s."""
+    udp_receive_buffer_kb: int = 4096
+    """Kernel receive buffer of each UDP listener (SO_RCVBUF, or SO_RCVBUFFORCE
+    when allowed; beyond net.core.rmem_max only with CAP_NET_ADMIN).  The
+    Linux default, ~200 KB, holds ~90 INVITEs: a burst, or a stall of a few
+    ms, overflows it and the dropped datagrams come back as retransmissions.
+    0 = the system default."""
+    overload_queue_pct: int = 50
+    """Shed load when a UDP listener's kernel receive queue stays this % full
+    (three reads 10 ms apart): new requests get 503 with Retry-After (calls
+    already up go on) until every queue has drained to a quarter of it.
+    0 = never shed."""
 
     def check(self) -> list[tuple[str, str]]:
         errs = []
@@ -79,6 +90,10 @@ class ServerConfig:
             errs.append(("listen", "at least one listener is needed"))
         if self.log_level not in ("debug", "info", "warning", "error"):
             errs.append(("log_level", "must be debug, info, warning or error"))
+        if self.udp_receive_buffer_kb != 0 and not 64 <= self.udp_receive_buffer_kb <= 1_048_576:
+            errs.append(("udp_receive_buffer_kb", "must be 0 (system default) or 64-1048576 (KB)"))
+        if self.overload_queue_pct != 0 and not 5 <= self.overload_queue_pct <= 95:
+            errs.append(("overload_queue_pct", "must be 0 (never shed) or 5-95 (% of the receive queue)"))
         return errs
 
     @property

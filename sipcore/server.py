@@ -40,6 +40,7 @@ from sipcore.store import BatchWriter, BindingRow, NotFound, Store
 from sipcore.store.calls import TrunkRegistration
 from sipcore.transport.addresses import interface_addresses
 from sipcore.transport.listeners import Transports
+from sipcore.transport.overload import LoadShedder
 
 if TYPE_CHECKING:
     from sipcore.webhooks import WebhookWorker
@@ -165,6 +166,7 @@ class Server:
             max_tcp_connections=config.server.max_tcp_connections,
             max_tcp_connections_per_ip=config.server.max_tcp_connections_per_ip,
             tcp_idle_timeout_s=config.server.tcp_idle_timeout_s,
+            udp_receive_buffer=config.server.udp_receive_buffer_kb * 1024,
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -172,6 +174,8 @@ class Server:
         self._alert_tasks: set[asyncio.Task[Any]] = set()
         self.webhooks: WebhookWorker | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self.shedder: LoadShedder | None = None
+        self._shed_since = (0.0, 0)
 
     # --- lifecycle ------------------------------------------------------------------
     def _advertised(self, bound: list[tuple[str, str, int]]) -> tuple[ProxyAddress, ...]:
@@ -212,6 +216,7 @@ class Server:
         self._tasks.append(asyncio.create_task(self._heartbeat()))
         _tune_gc()
         await self.transports.start(cfg.server.listeners)
+        self._start_shedder()
         # The bound ports (a listener may ask for port 0).
         self.core.addresses = self.core.proxy.addresses = self._advertised(
             [(lst.transport, host, port) for lst, (host, port) in self.transports.bound]
@@ -228,6 +233,16 @@ class Server:
             cfg.store.path,
         )
         self._pump(self.loop.time())
+
+    def _start_shedder(self) -> None:
+        pct = self.config.server.overload_queue_pct
+        readers = self.transports.udp_queue_readers()
+        if not pct or not readers:
+            return
+        if any(read() is None for read in readers):
+            log.info("overload detection unavailable here (no SO_MEMINFO): new requests are never shed")
+            return
+        self.shedder = LoadShedder(readers, pct)
 
     async def stop(self) -> None:
         """Stop listening, close the legs of calls still up, flush pending
@@ -385,8 +400,28 @@ class Server:
         if self._debug:
             log.debug("recv %s %dB %r", flow, len(data), data.split(b"\r\n", 1)[0][:120])
         now = self.loop.time()
+        shedder = self.shedder
+        if shedder is not None and (change := shedder.check(now)) is not None:
+            self._shedding(change, now)
         self.core.receive(data, flow, now, wall_ms())
         self._pump(now)
+
+    def _shedding(self, on: bool, now: float) -> None:
+        core = self.core
+        core.shedding = on
+        assert self.shedder is not None
+        pct = round(self.shedder.worst * 100)
+        if on:
+            self._shed_since = (now, core.shed_count)
+            log.warning("overloaded: a receive queue is %d%% full; new requests get 503 until it drains", pct)
+        else:
+            since, count = self._shed_since
+            log.warning(
+                "overload over after %.1f s: %d new requests refused with 503 (queues now %d%% full)",
+                now - since,
+                core.shed_count - count,
+                pct,
+            )
 
     def on_closed(self, flow: Flow) -> None:
         self.core.layer.transport_error(flow, self.loop.time())

@@ -76,6 +76,9 @@ class LegsRecorded:
 CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded | TrunkRegistrationChanged
 
 
+# Shedding spares what lets the calls already up finish or stop: in-dialog
+# requests (they have a To tag), a CANCEL (it ends a ringing call) and ACK.
+_NEVER_SHED = frozenset({"ACK", "CANCEL"})
 _PROXIED = frozenset(
     ("INVITE", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE")
 )
@@ -148,6 +151,11 @@ class Core:
         self.proxy = CallProxy(self, RouteSigner(secret))
         self.guard: UsageGuard | None = None
         """Real-time plan limits and alerts; the edge installs it (None: no limits)."""
+        self.shedding = False
+        """Set by the edge while the server is behind its input: new requests
+        are refused with 503 (see sipcore.transport.overload)."""
+        self.shed_count = 0
+        self._random = random
 
     # --- input ----------------------------------------------------------------
     def receive(self, data: bytes, flow: Flow, now: float, now_ms: int) -> None:
@@ -344,6 +352,9 @@ class Core:
 
     def _on_request(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
         method = req.method
+        if self.shedding and req.to_tag is None and method not in _NEVER_SHED:
+            self._shed(tx, req, flow, now)
+            return
         try:
             if method == "REGISTER":
                 self._on_register(tx, req, flow, now, now_ms)
@@ -367,6 +378,20 @@ class Core:
             # A header the handler needed was malformed (parsed lazily).
             status = e.status or 400
             self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now, forget=True)
+
+    def _shed(self, tx: ServerTransaction, req: Request, flow: Flow, now: float) -> None:
+        """Overloaded: a new request costs one small answer, and the calls
+        already up keep the capacity.  Retry-After is spread over 5-14 s so
+        that the refused phones do not all come back in the same second."""
+        self.shed_count += 1
+        retry = str(5 + int(self._random() * 10))
+        resp = self._response(req, flow, 503, "Overloaded", extra=[("Retry-After", retry)])
+        # Not in the access log: the edge logs the episode once (a line per
+        # refusal would be more work, and more disk, exactly when there is none).
+        if tx.is_invite:
+            self.layer.respond(tx, resp, now)
+        else:
+            self.layer.respond_and_forget(tx, resp, now)
 
     def _for_server(self, req: Request) -> bool:
         """OPTIONS for the server itself (a keepalive, a trunk's probe): no user

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from sipcore.config import Listener
 from sipcore.flow import Flow
 from sipcore.message.framing import FramingError, KeepAlivePing, MessageFramed, StreamFramer
 from sipcore.message.limits import ParserLimits
+from sipcore.transport.overload import receive_queue
 
 log = logging.getLogger("sipcore.transport")
 
@@ -98,6 +100,32 @@ class _Tcp(asyncio.Protocol):
                 log.exception("%s: error while handling the closed connection", self.flow)
 
 
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def _grow_receive_buffer(sock: socket.socket, size: int, lst: Listener) -> int:
+    """Set a UDP socket's receive buffer to `size` bytes: past net.core.rmem_max
+    when the process may (CAP_NET_ADMIN), else up to it.  Returns what the
+    kernel granted (it reports twice the usable size)."""
+    for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            break
+        except OSError:
+            continue
+    granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+    if granted < size:
+        log.warning(
+            "udp:%s:%s receive buffer is %d KB, not the %d KB asked (udp_receive_buffer_kb): raise the "
+            "sysctl net.core.rmem_max, or run with CAP_NET_ADMIN",
+            lst.host,
+            lst.port,
+            granted // 1024,
+            size // 1024,
+        )
+    return granted
+
+
 class Transports:
     """The listening sockets and open connections of one server."""
 
@@ -110,6 +138,7 @@ class Transports:
         max_tcp_connections: int = 10000,
         max_tcp_connections_per_ip: int = 200,
         tcp_idle_timeout_s: int = 600,
+        udp_receive_buffer: int = 0,
     ) -> None:
         self.handler = handler
         self.on_closed = on_closed
@@ -118,6 +147,7 @@ class Transports:
         self.max_tcp_connections_per_ip = max_tcp_connections_per_ip
         self.per_ip: dict[str, int] = {}
         self.tcp_idle_timeout_s = tcp_idle_timeout_s
+        self.udp_receive_buffer = udp_receive_buffer
         self.udp: dict[int, _Udp] = {}
         self.servers: list[asyncio.base_events.Server] = []
         self.connections: dict[int, _Tcp] = {}
@@ -143,6 +173,8 @@ class Transports:
                 transport, proto = await loop.create_datagram_endpoint(
                     functools.partial(_Udp, self, i), local_addr=(lst.host, lst.port)
                 )
+                if self.udp_receive_buffer:
+                    _grow_receive_buffer(transport.get_extra_info("socket"), self.udp_receive_buffer, lst)
                 self.udp[i] = proto
                 self.bound.append((lst, transport.get_extra_info("sockname")[:2]))
             else:
@@ -152,6 +184,15 @@ class Transports:
                 self.servers.append(server)
                 self.bound.append((lst, server.sockets[0].getsockname()[:2]))
         self._sweeper = asyncio.create_task(self._sweep_idle())
+
+    def udp_queue_readers(self) -> list[Callable[[], tuple[int, int] | None]]:
+        """One reader of (bytes queued, capacity) per UDP listener socket."""
+        readers: list[Callable[[], tuple[int, int] | None]] = []
+        for proto in self.udp.values():
+            sock = proto.transport.get_extra_info("socket") if proto.transport is not None else None
+            if sock is not None:
+                readers.append(functools.partial(receive_queue, sock))
+        return readers
 
     def send(self, data: bytes, flow: Flow) -> bool:
         if flow.transport == "udp":

@@ -113,3 +113,22 @@ async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_
         assert dead in closed, "...and the refused connect is reported like a closed flow"
     finally:
         await transports.stop()
+
+
+@pytest.mark.asyncio
+async def test_udp_listeners_get_the_receive_buffer_asked_and_report_their_queue() -> None:
+    import socket
+
+    transports = Transports(lambda data, flow: None, DEFAULT_LIMITS, udp_receive_buffer=1 << 20)
+    await transports.start((Listener("udp", "127.0.0.1", 0),))
+    try:
+        sock = next(iter(transports.udp.values())).transport.get_extra_info("socket")  # type: ignore[union-attr]
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+        # forced past rmem_max as root (CAP_NET_ADMIN), else up to it
+        assert granted >= min(1 << 20, rmem_max), granted
+        (read,) = transports.udp_queue_readers()
+        assert read() == (0, granted * 2)
+    finally:
+        await transports.stop()
