@@ -82,12 +82,32 @@ def start_uas(port: int) -> subprocess.Popen[bytes]:
     return p
 
 
+def start_sipcore(work: Path, port: int, db: Path, server_toml: str = "") -> subprocess.Popen[bytes]:
+    """`sipcore serve` on 127.0.0.1:`port` with the provisioned `db`, ready."""
+    cfg = work / "bench.toml"
+    cfg.write_text(
+        f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n{server_toml}'
+        f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n'
+        "[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "server.log").open("a"),
+    )
+    time.sleep(2.0)
+    return server
+
+
 TARGETS = ("sipcore", "baseline", "kamailio")
+# Fine steps where sipcore and Kamailio saturate: the sweep stops at the first failed call.
+DEFAULT_RATES = "100,200,300,350,400,450,500,550,600,700,800,1000,1200,1500,1800,2000,2200,2400,2700,3000"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1500,2000,2700,3500")
+    ap.add_argument("--rates", default=DEFAULT_RATES)
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--variants", default="noauth,auth")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -142,21 +162,9 @@ def run_sipcore(
     port, uas_port = free_port(), free_port()
     db = work / "bench.db"
     provision(db, trunk_port)
-    cfg = work / "bench.toml"
-    cfg.write_text(
-        f'[server]\nlisten = ["udp:127.0.0.1:{port}"]\nlog_level = "warning"\n'
-        f'[store]\npath = "{db}"\n[auth]\nmax_failures = 1000000\n'
-        "[proxy]\ntrunk_probe_s = 0\n[demo]\nenabled = false\n"
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sipcore", "serve", "--config", str(cfg)],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "server.log").open("w"),
-    )
+    server = start_sipcore(work, port, db)
     uas = None
     try:
-        time.sleep(2.0)
         register_from(port, uas_port, "callee", "pw-callee")
         uas = start_uas(uas_port)
         target = f"127.0.0.1:{port}"

@@ -62,6 +62,9 @@ memdbg=5
 memlog=5
 fork=yes
 children=1
+# the UDP receive buffer sipcore asks for by default (udp_receive_buffer_kb), so
+# that neither drops a burst the other would have queued; Kamailio probes up to it
+maxbuffer=4194304
 disable_tcp=yes
 enable_sctp=no
 auto_aliases=no
