@@ -79,6 +79,16 @@ CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded | T
 # Shedding spares what lets the calls already up finish or stop: in-dialog
 # requests (they have a To tag), a CANCEL (it ends a ringing call) and ACK.
 _NEVER_SHED = frozenset({"ACK", "CANCEL"})
+
+
+def _has_credentials(req: Request) -> bool:
+    """The second half of a digest handshake the server already paid the
+    first half of: while shedding it is let through, so that what capacity
+    there is completes registrations and calls instead of restarting them
+    (a forged one costs a digest check, and counts as a failed attempt)."""
+    return "Authorization" in req.headers or "Proxy-Authorization" in req.headers
+
+
 _PROXIED = frozenset(
     ("INVITE", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE")
 )
@@ -352,7 +362,7 @@ class Core:
 
     def _on_request(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
         method = req.method
-        if self.shedding and req.to_tag is None and method not in _NEVER_SHED:
+        if self.shedding and req.to_tag is None and method not in _NEVER_SHED and not _has_credentials(req):
             self._shed(tx, req, flow, now)
             return
         try:

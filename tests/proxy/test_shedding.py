@@ -94,3 +94,18 @@ def test_a_ringing_call_can_still_be_cancelled_while_shedding() -> None:
     assert alice.take(200), "CANCEL answered"
     assert bob.take("CANCEL"), "and sent down the branch"
     assert net.core.shed_count == 0
+
+
+def test_the_second_half_of_a_digest_handshake_is_let_through() -> None:
+    """Capacity goes to completing registrations and calls already challenged."""
+    net, alice, bob = two_phones()
+    first = alice.invite_request(BOB, "c5", 1)
+    alice.send(first)
+    ch = alice.take(407)
+    alice.send(alice.ack_for(first, ch))
+    net.core.shedding = True
+    alice.send(alice.invite_request(BOB, "c5", 2, auth=alice.digest(ch, "INVITE", BOB, "Proxy-Authenticate")))
+    assert alice.take(100) and bob.take("INVITE"), "the authenticated INVITE goes through"
+    assert net.core.shed_count == 0
+    alice.send(alice.invite_request(BOB, "c6", 1))
+    overloaded(alice.take(503))
