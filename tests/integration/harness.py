@@ -78,7 +78,7 @@ class SippResult:
 
 
 class ServerProcess:
-    def __init__(self, workdir: Path, extra_toml: str = "", log_level: str = "info") -> None:
+    def __init__(self, workdir: Path, extra_toml: str = "", log_level: str = "info", server_toml: str = "") -> None:
         self.dir = workdir
         self.port = free_port()
         self.db = workdir / "sipcore.db"
@@ -86,7 +86,7 @@ class ServerProcess:
         self.log = workdir / "server.log"
         self.config.write_text(
             f'[server]\nlisten = ["udp:127.0.0.1:{self.port}", "tcp:127.0.0.1:{self.port}"]\n'
-            f'log_level = "{log_level}"\n[store]\npath = "{self.db}"\nflush_interval_ms = 50\n'
+            f'log_level = "{log_level}"\n{server_toml}[store]\npath = "{self.db}"\nflush_interval_ms = 50\n'
             f'[demo]\npassword = "demo-secret-1"\n{extra_toml}'
         )
         self.proc: subprocess.Popen[bytes] | None = None
