@@ -121,6 +121,63 @@ def test_refresh_before_expiry_same_call_id_increasing_cseq() -> None:
     assert last.state is RegState.REGISTERED and last.expires_at_ms == T0_MS + 1 + 300_000 + 600_000
 
 
+def digest_params(req: Request, header: str = "Authorization") -> dict[str, str]:
+    value = req.headers.get(header) or ""
+    return {k.strip(): v.strip().strip('"') for k, v in (x.split("=", 1) for x in value[7:].split(","))}
+
+
+def test_a_refresh_carries_credentials_for_the_accepted_nonce_with_the_next_count() -> None:
+    """One REGISTER per refresh, no 401 round trip (RFC 7616 §3.4: nonce reuse with nc)."""
+    net, carrier = setup()
+    first = register_ok(net, carrier, granted=600)
+    cnonces = {digest_params(first)["cnonce"]}
+    for count in (2, 3):
+        net.advance(300)
+        refresh = carrier.take("REGISTER")
+        p = digest_params(refresh)
+        assert p["nonce"] == "n-1" and p["nc"] == f"{count:08x}", p
+        assert p["cnonce"] not in cnonces, "a fresh cnonce each time"
+        cnonces.add(p["cnonce"])
+        check_digest(refresh, "tpw", "n-1")
+        carrier.answer(refresh, 200, extra=[("Contact", f"{refresh.headers.get('Contact')};expires=600")])
+        assert not carrier.inbox, "accepted at once: no challenge, no second REGISTER"
+        assert states(net)[-1].state is RegState.REGISTERED
+    assert net.core.unregister_trunks(net.now, net.now_ms) is True
+    net.pump()
+    bye = carrier.take("REGISTER")
+    assert bye.headers.get("Expires") == "0" and digest_params(bye)["nc"] == "00000004"
+
+
+def test_a_challenge_to_a_preemptive_refresh_is_answered_once_with_the_new_nonce() -> None:
+    net, carrier = setup()
+    register_ok(net, carrier, granted=600)
+    net.advance(300)
+    refresh = carrier.take("REGISTER")
+    assert digest_params(refresh)["nonce"] == "n-1"
+    carrier.answer(refresh, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=2))])  # the carrier forgot n-1
+    again = carrier.take("REGISTER")
+    assert digest_params(again)["nc"] == "00000001"
+    check_digest(again, "tpw", "n-2")
+    carrier.answer(again, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=3))])
+    assert not carrier.inbox, "refused twice: not looped"
+    assert states(net)[-1].state is RegState.FAILED
+    net.advance(30)
+    retry = carrier.take("REGISTER")
+    assert retry.headers.get("Authorization") is None, "after a failure, a fresh challenge first"
+
+
+def test_no_preemptive_credentials_without_qop() -> None:
+    """Without qop there is no nonce-count: reusing the nonce would be a replay."""
+    net, carrier = setup()
+    req = carrier.take("REGISTER")
+    carrier.answer(req, 401, extra=[("WWW-Authenticate", 'Digest realm="carrier.example", nonce="n-0"')])
+    auth = carrier.take("REGISTER")
+    assert "qop" not in (auth.headers.get("Authorization") or "")
+    carrier.answer(auth, 200, extra=[("Contact", f"{auth.headers.get('Contact')};expires=600")])
+    net.advance(300)
+    assert carrier.take("REGISTER").headers.get("Authorization") is None
+
+
 def test_failure_backs_off_doubling_and_success_resets(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "sipcore.upstream")
     net, carrier = setup()
