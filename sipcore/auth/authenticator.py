@@ -287,6 +287,25 @@ class DigestAuthenticator:
 
     # --- verification --------------------------------------------------------
 
+    def answers_recent_challenge(self, req: Request, now_ms: int, within_ms: int) -> bool:
+        """True when `req` carries the first answer (nc=00000001) to a nonce
+        this server issued less than `within_ms` ago: the second half of a
+        handshake just started, as opposed to credentials a phone cached
+        and reuses.  Says nothing about the password (check does that)."""
+        for name in ("Authorization", "Proxy-Authorization"):
+            for value in req.headers.get_all(name):
+                split = split_credentials(value)
+                if split is None or split[0].lower() != "digest" or split[1] is None:
+                    continue
+                params = split[1]
+                realm, nonce = params.get("realm"), params.get("nonce")
+                if params.get("nc") != "00000001" or realm is None or nonce is None:
+                    continue
+                raw = self._codec.open(nonce, realm)
+                if raw is not None and abs(now_ms - issued_ms(raw)) < within_ms:  # minted at most 1 ms ahead
+                    return True
+        return False
+
     def check(self, req: Request, realm: str, source_ip: str, now_ms: int, *, proxy: bool = False) -> AuthResult:
         """Authenticate `req` for `realm` (the tenant domain) from `source_ip`
         at `now_ms` (wall clock, ms UTC).  With `proxy`, read

@@ -81,14 +81,6 @@ CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded | T
 _NEVER_SHED = frozenset({"ACK", "CANCEL"})
 
 
-def _has_credentials(req: Request) -> bool:
-    """The second half of a digest handshake the server already paid the
-    first half of: while shedding it is let through, so that what capacity
-    there is completes registrations and calls instead of restarting them
-    (a forged one costs a digest check, and counts as a failed attempt)."""
-    return "Authorization" in req.headers or "Proxy-Authorization" in req.headers
-
-
 _PROXIED = frozenset(
     ("INVITE", "CANCEL", "BYE", "OPTIONS", "MESSAGE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE")
 )
@@ -362,7 +354,7 @@ class Core:
 
     def _on_request(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
         method = req.method
-        if self.shedding and req.to_tag is None and method not in _NEVER_SHED and not _has_credentials(req):
+        if self.shedding and req.to_tag is None and method not in _NEVER_SHED and not self._finishing(req, now_ms):
             self._shed(tx, req, flow, now)
             return
         try:
@@ -389,13 +381,31 @@ class Core:
             status = e.status or 400
             self._respond(tx, self._response(req, flow, status, f"{e.reason} ({e})"[:120]), now, forget=True)
 
+    def _finishing(self, req: Request, now_ms: int) -> bool:
+        """While shedding, the second half of a digest handshake the server
+        already paid the first half of goes through, so that what capacity
+        there is completes registrations and calls instead of restarting
+        them.  Only a first answer to a nonce issued within 64*T1 counts:
+        credentials a phone caches for its next calls do not."""
+        if "Authorization" not in req.headers and "Proxy-Authorization" not in req.headers:
+            return False
+        return self.auth.answers_recent_challenge(req, now_ms, 64 * self.config.timers.t1_ms)
+
     def _shed(self, tx: ServerTransaction, req: Request, flow: Flow, now: float) -> None:
         """Overloaded: a new request costs one small answer, and the calls
-        already up keep the capacity.  Retry-After is spread over 5-14 s so
-        that the refused phones do not all come back in the same second."""
+        already up keep the capacity.
+
+        A phone gets Retry-After, spread over 5-14 s so that the refused
+        phones do not all come back in the same second.  A trunk does not:
+        a proxy that gets a 503 with Retry-After must send that server no
+        other request for so long (RFC 3261 §21.5.4), which would also stop
+        the BYEs and re-INVITEs of the calls it has up with us; without it,
+        only this call goes to the carrier's next route."""
         self.shed_count += 1
-        retry = str(5 + int(self._random() * 10))
-        resp = self._response(req, flow, 503, "Overloaded", extra=[("Retry-After", retry)])
+        extra = []
+        if self.directory.trunk_by_source(flow.host, flow.port) is None:
+            extra.append(("Retry-After", str(5 + int(self._random() * 10))))
+        resp = self._response(req, flow, 503, "Overloaded", extra=extra)
         # Not in the access log: the edge logs the episode once (a line per
         # refusal would be more work, and more disk, exactly when there is none).
         if tx.is_invite:

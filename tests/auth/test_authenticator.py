@@ -614,3 +614,24 @@ def test_salt_source_is_used() -> None:
     auth.challenge(REALM, T0)
     auth.challenge(REALM, T0)
     assert salts.n == 2
+
+
+def test_answers_recent_challenge_is_the_first_answer_to_a_fresh_nonce_of_ours() -> None:
+    """What load shedding lets through: nc=1 to a nonce issued within the window,
+    in the realm it was issued for; not cached credentials, old nonces, forged ones."""
+    auth = make_auth()
+    ch = auth.check(register(), REALM, IP, T0)
+    assert isinstance(ch, Challenge)
+    value = pick(ch, "MD5")
+    fresh = register(("Authorization", answer(value)))
+    assert auth.answers_recent_challenge(fresh, T0 + 1000, 32_000)
+    assert not auth.answers_recent_challenge(fresh, T0 + 40_000, 32_000), "issued too long ago"
+    assert not auth.answers_recent_challenge(register(("Authorization", answer(value, nc=2))), T0 + 1000, 32_000)
+    other_realm = register(("Authorization", answer(value, realm="example.org")))
+    assert not auth.answers_recent_challenge(other_realm, T0 + 1000, 32_000), "the nonce is bound to its realm"
+    made_up = answer(value).replace(nonce_of(value), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    assert not auth.answers_recent_challenge(register(("Authorization", made_up)), T0 + 1000, 32_000)
+    assert not auth.answers_recent_challenge(register(("Authorization", "Basic YWxpY2U6eA==")), T0, 32_000)
+    assert not auth.answers_recent_challenge(register(), T0, 32_000)
+    as_proxy = register(("Proxy-Authorization", answer(value)), method="INVITE")
+    assert auth.answers_recent_challenge(as_proxy, T0 + 1000, 32_000)

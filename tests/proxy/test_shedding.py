@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sipcore.message import Request, Response
 
-from .callnet import DOMAIN, UA
+from .callnet import DOMAIN, TRUNK, UA
 from .test_calls import BOB, basic_call, two_phones
 
 
@@ -109,3 +109,34 @@ def test_the_second_half_of_a_digest_handshake_is_let_through() -> None:
     assert net.core.shed_count == 0
     alice.send(alice.invite_request(BOB, "c6", 1))
     overloaded(alice.take(503))
+
+
+def test_cached_credentials_or_an_old_nonce_do_not_get_past_the_shedder() -> None:
+    """Only the first answer (nc=1) to a nonce issued within 64*T1 is the
+    second half of a handshake; a phone reusing its credentials is new work."""
+    net, alice, bob = two_phones()
+    first = alice.invite_request(BOB, "c7", 1)
+    alice.send(first)
+    ch = alice.take(407)
+    alice.send(alice.ack_for(first, ch))
+    cred = alice.digest(ch, "INVITE", BOB, "Proxy-Authenticate")
+    net.core.shedding = True
+    reused = cred.replace("nc=00000001", "nc=00000002")
+    alice.send(alice.invite_request(BOB, "c8", 1, auth=reused))
+    overloaded(alice.take(503))
+    net.advance(33)  # past 64*T1: the challenge is no longer "just issued"
+    alice.send(alice.invite_request(BOB, "c7", 2, auth=cred))
+    overloaded(alice.take(503))
+    assert not bob.inbox and net.core.shed_count == 2
+
+
+def test_a_trunk_is_refused_without_retry_after() -> None:
+    """RFC 3261 §21.5.4: a proxy given Retry-After sends that server nothing
+    else for so long, the BYEs of its calls up with us included."""
+    net, alice, bob = two_phones()
+    carrier = net.ua("carrier", host=TRUNK.host, port=TRUNK.port)
+    net.core.shedding = True
+    carrier.invite("sip:15550001@192.0.2.1", "in", authenticate=False)
+    resp = carrier.take(503)
+    assert resp.reason == "Overloaded" and resp.headers.get("Retry-After") is None
+    assert not bob.inbox
