@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sipcore.auth.client import authorization, pick_challenge
 from sipcore.errors import LocalProtocolError, RemoteProtocolError
@@ -96,6 +97,22 @@ class TrunkRegistrationChanged:
     at_ms: int
 
 
+class _Nonce(NamedTuple):
+    """A challenge we answered: its header name, the nonce-count used last
+    with it, and when it arrived (monotonic)."""
+
+    challenge: AuthHeader
+    header: str
+    nc: int
+    since: float
+
+
+# Reuse a nonce for at most this long: registrars keep nonces for minutes
+# (sipcore and Kamailio 300 s, Asterisk's PJSIP 32 s); past that a refresh
+# with credentials would only be told "stale", a round trip all the same.
+NONCE_REUSE_S = 240
+
+
 @dataclass(slots=True, eq=False)
 class _Registration:
     trunk: TrunkInfo
@@ -109,9 +126,9 @@ class _Registration:
     sent_expires: int = 0  # the Expires of the REGISTER in flight
     contact: tuple[str, int] = ("", 0)  # (host, port) of the Contact in flight
     challenges: int = 0  # answered in this attempt
-    accepted: tuple[AuthHeader, str] | None = None  # the challenge (and its header) last answered with a 2xx
-    sent: tuple[AuthHeader, str] | None = None  # the one answered by the REGISTER in flight
-    nc: int = 0  # nonce-count last used with `sent`
+    accepted: _Nonce | None = None  # the nonce of the last REGISTER answered 2xx, for the next one
+    sent: _Nonce | None = None  # the nonce the REGISTER in flight answers (None: no credentials)
+    preemptive: bool = False  # the REGISTER in flight carries credentials nobody asked for yet
     raised: bool = False  # this attempt already followed a 423
     failures: int = 0  # in a row
     bound_until: float = 0.0  # the registrar holds our binding until then
@@ -132,6 +149,11 @@ def _registrar_uri(t: TrunkInfo) -> tuple[str, str]:
         return f"sip:{t.account_domain}", t.account_domain
     host = f"[{t.host}]" if ":" in t.host else t.host
     return f"sip:{host}:{t.port}", host
+
+
+def _cnonce() -> str:
+    """Unpredictable, as RFC 7616 §3.4 wants (a nonce is reused with it)."""
+    return secrets.token_hex(8)
 
 
 def _retry_after(resp: Response) -> int | None:
@@ -234,18 +256,23 @@ class TrunkRegistrations:
     def _attempt(self, reg: _Registration, now: float, now_ms: int) -> None:
         reg.challenges = 0
         reg.raised = False
-        self._send(reg, now, now_ms, self._preemptive(reg))
+        self._send(reg, now, now_ms, self._preemptive(reg, now))
 
-    def _preemptive(self, reg: _Registration) -> tuple[str, str] | None:
+    def _preemptive(self, reg: _Registration, now: float) -> tuple[str, str] | None:
         """Credentials for the nonce last accepted, with the next nonce-count
-        (None without one, or when it had no qop: no count, no reuse)."""
-        t = reg.trunk
-        if reg.accepted is None or reg.accepted[0].get("qop") is None or t.username is None or t.password is None:
+        (None without one, when it had no qop -- no count, no reuse -- or
+        when it is too old to be still accepted)."""
+        t, last = reg.trunk, reg.accepted
+        if last is None or last.challenge.get("qop") is None or now - last.since > NONCE_REUSE_S:
             return None
-        challenge, header = reg.sent = reg.accepted
-        reg.nc += 1
+        if t.username is None or t.password is None:
+            return None
+        reg.sent = last._replace(nc=last.nc + 1)
+        reg.preemptive = True
         uri = _registrar_uri(t)[0]
-        return header, authorization(challenge, t.username, t.password, "REGISTER", uri, self.core.new_id(), reg.nc)
+        return last.header, authorization(
+            last.challenge, t.username, t.password, "REGISTER", uri, _cnonce(), last.nc + 1
+        )
 
     def _send(self, reg: _Registration, now: float, now_ms: int, credentials: tuple[str, str] | None = None) -> None:
         t = reg.trunk
@@ -270,6 +297,7 @@ class TrunkRegistrations:
             headers.append(credentials)
         else:
             reg.sent = None
+            reg.preemptive = False
         headers.append(("Content-Length", "0"))
         try:
             tx = core.layer.send_request(Request("REGISTER", ruri, headers), Flow(t.transport, t.host, t.port, 0), now)
@@ -296,8 +324,8 @@ class TrunkRegistrations:
             return False  # the credentials were refused: a wrong password is not retried in a loop
         reg.challenges += 1
         header = "Proxy-Authorization" if resp.status == 407 else "Authorization"
-        reg.sent, reg.nc = (challenge, header), 1
-        cred = authorization(challenge, t.username, t.password, "REGISTER", _registrar_uri(t)[0], self.core.new_id())
+        reg.sent = _Nonce(challenge, header, 1, now)
+        cred = authorization(challenge, t.username, t.password, "REGISTER", _registrar_uri(t)[0], _cnonce())
         self._send(reg, now, now_ms, (header, cred))
         return True
 
@@ -312,13 +340,17 @@ class TrunkRegistrations:
             return True
         del self._by_tx[tx]
         reg.tx = None
+        preemptive, reg.preemptive = reg.preemptive, False
+        if 200 <= status < 300:
+            reg.accepted = reg.sent  # its nonce and count: the next REGISTER goes on from there
+        elif reg.sent is not None:
+            reg.accepted = None  # credentials refused (or the nonce stale): not offered again
         if reg.leaving:
             if 200 <= status < 300 and not reg.unregistering:
                 reg.bound_until = now + self._granted(reg, resp)
             if not (status in (401, 407) and reg.unregistering and self._answer_challenge(reg, resp, now, now_ms)):
                 self._after(reg, now, now_ms, f"{status} {resp.reason}")
         elif 200 <= status < 300:
-            reg.accepted = reg.sent
             granted = self._granted(reg, resp)
             reg.bound_until = now + granted
             if granted > 0:
@@ -339,6 +371,16 @@ class TrunkRegistrations:
                 reg.raised = True
                 reg.challenges = 0
                 self._send(reg, now, now_ms)
+        elif preemptive and status in (400, 403):
+            # A registrar that refuses credentials it did not ask for (a 403
+            # for a nonce it forgot, say): once more the classic way.
+            log.info(
+                "trunk %s: %d %s to a refresh with credentials; asking for a challenge",
+                reg.trunk.name,
+                status,
+                resp.reason,
+            )
+            self._send(reg, now, now_ms)
         else:
             self._failed(reg, now, now_ms, status, resp.reason, _retry_after(resp) if status == 503 else None)
         self._rearm()

@@ -127,43 +127,89 @@ def digest_params(req: Request, header: str = "Authorization") -> dict[str, str]
 
 
 def test_a_refresh_carries_credentials_for_the_accepted_nonce_with_the_next_count() -> None:
-    """One REGISTER per refresh, no 401 round trip (RFC 7616 §3.4: nonce reuse with nc)."""
+    """One REGISTER per refresh, no 401 round trip (RFC 7616 §3.4: nonce reuse with nc),
+    while the nonce is young enough for a registrar to still take it."""
     net, carrier = setup()
-    first = register_ok(net, carrier, granted=600)
+    first = register_ok(net, carrier, granted=200)
     cnonces = {digest_params(first)["cnonce"]}
     for count in (2, 3):
-        net.advance(300)
+        net.advance(100)
         refresh = carrier.take("REGISTER")
         p = digest_params(refresh)
         assert p["nonce"] == "n-1" and p["nc"] == f"{count:08x}", p
-        assert p["cnonce"] not in cnonces, "a fresh cnonce each time"
+        assert p["cnonce"] not in cnonces and len(p["cnonce"]) == 16, "a fresh, random cnonce each time"
         cnonces.add(p["cnonce"])
         check_digest(refresh, "tpw", "n-1")
-        carrier.answer(refresh, 200, extra=[("Contact", f"{refresh.headers.get('Contact')};expires=600")])
+        carrier.answer(refresh, 200, extra=[("Contact", f"{refresh.headers.get('Contact')};expires=200")])
         assert not carrier.inbox, "accepted at once: no challenge, no second REGISTER"
         assert states(net)[-1].state is RegState.REGISTERED
+    net.advance(100)  # the nonce is now 300 s old (NONCE_REUSE_S = 240): ask for a new one
+    assert carrier.take("REGISTER").headers.get("Authorization") is None
+
+
+def test_the_unregister_at_shutdown_goes_on_with_the_accepted_nonce() -> None:
+    net, carrier = setup()
+    register_ok(net, carrier, granted=200)
+    net.advance(100)
+    refresh = carrier.take("REGISTER")
+    carrier.answer(refresh, 200, extra=[("Contact", f"{refresh.headers.get('Contact')};expires=200")])
     assert net.core.unregister_trunks(net.now, net.now_ms) is True
     net.pump()
     bye = carrier.take("REGISTER")
-    assert bye.headers.get("Expires") == "0" and digest_params(bye)["nc"] == "00000004"
+    assert bye.headers.get("Expires") == "0" and digest_params(bye)["nc"] == "00000003"
+    check_digest(bye, "tpw", "n-1")
 
 
 def test_a_challenge_to_a_preemptive_refresh_is_answered_once_with_the_new_nonce() -> None:
     net, carrier = setup()
-    register_ok(net, carrier, granted=600)
-    net.advance(300)
+    register_ok(net, carrier, granted=300)
+    net.advance(150)
     refresh = carrier.take("REGISTER")
     assert digest_params(refresh)["nonce"] == "n-1"
-    carrier.answer(refresh, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=2))])  # the carrier forgot n-1
+    stale = CHALLENGE.format(n=2) + ", stale=true"
+    carrier.answer(refresh, 401, extra=[("WWW-Authenticate", stale)])  # the carrier let n-1 go
     again = carrier.take("REGISTER")
     assert digest_params(again)["nc"] == "00000001"
     check_digest(again, "tpw", "n-2")
     carrier.answer(again, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=3))])
-    assert not carrier.inbox, "refused twice: not looped"
+    assert not carrier.inbox, "refused: not looped"
     assert states(net)[-1].state is RegState.FAILED
     net.advance(30)
     retry = carrier.take("REGISTER")
     assert retry.headers.get("Authorization") is None, "after a failure, a fresh challenge first"
+
+
+def test_removed_while_answering_a_new_nonce_unregisters_with_that_nonce_and_its_count() -> None:
+    """The count goes with its nonce: never n-1 with a count n-1 already had."""
+    net, carrier = setup()
+    register_ok(net, carrier, granted=300)
+    net.advance(150)
+    refresh = carrier.take("REGISTER")  # n-1, nc 2
+    carrier.answer(refresh, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=2) + ", stale=true")])
+    again = carrier.take("REGISTER")  # n-2, nc 1
+    d = net.core.directory
+    d.replace([d.tenant(1)], [], serial=d.serial + 1, trunks=())  # type: ignore[list-item]
+    net.advance(0.001)
+    carrier.answer(again, 200, extra=[("Contact", f"{again.headers.get('Contact')};expires=300")])
+    bye = carrier.take("REGISTER")
+    p = digest_params(bye)
+    assert bye.headers.get("Expires") == "0" and (p["nonce"], p["nc"]) == ("n-2", "00000002")
+
+
+def test_a_403_to_credentials_nobody_asked_for_is_retried_the_classic_way() -> None:
+    net, carrier = setup()
+    register_ok(net, carrier, granted=300)
+    net.advance(150)
+    refresh = carrier.take("REGISTER")
+    assert refresh.headers.get("Authorization")
+    carrier.answer(refresh, 403)  # a registrar that forgot the nonce and says so badly
+    plain = carrier.take("REGISTER")
+    assert plain.headers.get("Authorization") is None
+    carrier.answer(plain, 401, extra=[("WWW-Authenticate", CHALLENGE.format(n=4))])
+    auth = carrier.take("REGISTER")
+    check_digest(auth, "tpw", "n-4")
+    carrier.answer(auth, 200, extra=[("Contact", f"{auth.headers.get('Contact')};expires=300")])
+    assert states(net)[-1].state is RegState.REGISTERED
 
 
 def test_no_preemptive_credentials_without_qop() -> None:
@@ -173,8 +219,8 @@ def test_no_preemptive_credentials_without_qop() -> None:
     carrier.answer(req, 401, extra=[("WWW-Authenticate", 'Digest realm="carrier.example", nonce="n-0"')])
     auth = carrier.take("REGISTER")
     assert "qop" not in (auth.headers.get("Authorization") or "")
-    carrier.answer(auth, 200, extra=[("Contact", f"{auth.headers.get('Contact')};expires=600")])
-    net.advance(300)
+    carrier.answer(auth, 200, extra=[("Contact", f"{auth.headers.get('Contact')};expires=200")])
+    net.advance(100)
     assert carrier.take("REGISTER").headers.get("Authorization") is None
 
 
