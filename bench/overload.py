@@ -4,7 +4,7 @@
 The bench/calls.py no-auth scenario (trunk -> DID -> registered SIPp UAS,
 Record-Route and leg metering on) at a fixed offered rate above capacity,
 twice in the same run: with load shedding (`[server] overload_queue_pct`,
-the default 50) and without it (0, the baseline).  The figure is the
+the default 25) and without it (0, the baseline).  The figure is the
 goodput, completed calls per second, and its ratio with shedding over
 without; the calls refused with 503 are SIPp's failed calls.
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary: dict[str, object] = {"bench": "overload", "summary": True, "offered_per_s": args.rate}
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-overload-") as tmp:
-        for shed_pct, label in ((0, "without_shedding"), (50, "with_shedding")):
+        for shed_pct, label in ((0, "without_shedding"), (25, "with_shedding")):
             res = run(Path(tmp), shed_pct, args.rate, args.seconds)
             emit({"bench": "overload", "target": label, "offered_per_s": args.rate,
                   **{k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}})  # fmt: skip
