@@ -90,8 +90,8 @@ class ServerConfig:
             errs.append(("listen", "at least one listener is needed"))
         if self.log_level not in ("debug", "info", "warning", "error"):
             errs.append(("log_level", "must be debug, info, warning or error"))
-        if self.udp_receive_buffer_kb != 0 and not 64 <= self.udp_receive_buffer_kb <= 1_048_576:
-            errs.append(("udp_receive_buffer_kb", "must be 0 (system default) or 64-1048576 (KB)"))
+        if self.udp_receive_buffer_kb != 0 and not 64 <= self.udp_receive_buffer_kb <= 524_288:
+            errs.append(("udp_receive_buffer_kb", "must be 0 (system default) or 64-524288 (KB)"))
         if self.overload_queue_pct != 0 and not 5 <= self.overload_queue_pct <= 95:
             errs.append(("overload_queue_pct", "must be 0 (never shed) or 5-95 (% of the receive queue)"))
         return errs

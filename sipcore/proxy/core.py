@@ -77,8 +77,9 @@ CoreEvent = BindingsChanged | UsageRecorded | LegsRecorded | CounterRecorded | T
 
 
 # Shedding spares what lets the calls already up finish or stop: in-dialog
-# requests (they have a To tag), a CANCEL (it ends a ringing call) and ACK.
-_NEVER_SHED = frozenset({"ACK", "CANCEL"})
+# requests (they have a To tag) and a CANCEL (it ends a ringing call).  ACKs
+# never get here (the transaction layer and the proxy's ACK path take them).
+_NEVER_SHED = frozenset({"CANCEL"})
 
 
 _PROXIED = frozenset(

@@ -14,6 +14,7 @@ import functools
 import itertools
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -100,20 +101,23 @@ class _Tcp(asyncio.Protocol):
                 log.exception("%s: error while handling the closed connection", self.flow)
 
 
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_LINUX = sys.platform == "linux"
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # 33: Linux's generic socket.h
 
 
 def _grow_receive_buffer(sock: socket.socket, size: int, lst: Listener) -> int:
     """Set a UDP socket's receive buffer to `size` bytes: past net.core.rmem_max
     when the process may (CAP_NET_ADMIN), else up to it.  Returns what the
     kernel granted (it reports twice the usable size)."""
-    for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+    for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF) if _LINUX else (socket.SO_RCVBUF,):
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, size)
             break
         except OSError:
             continue
-    granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+    granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    if _LINUX:
+        granted //= 2  # Linux reports twice the size, the bookkeeping overhead included
     if granted < size:
         log.warning(
             "udp:%s:%s receive buffer is %d KB, not the %d KB asked (udp_receive_buffer_kb): raise the "

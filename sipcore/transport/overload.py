@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 from collections.abc import Callable
 
-_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+# 55 is SO_MEMINFO in Linux's generic socket.h (other architectures and
+# systems number it otherwise, or lack it: there the check is off).
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55) if sys.platform == "linux" else None
 _MEMINFO = struct.Struct("9I")  # SK_MEMINFO_RMEM_ALLOC, _RCVBUF, ... (linux/sock_diag.h)
 
 QueueReader = Callable[[], "tuple[int, int] | None"]
@@ -31,6 +34,8 @@ QueueReader = Callable[[], "tuple[int, int] | None"]
 def receive_queue(sock: socket.socket) -> tuple[int, int] | None:
     """(bytes queued, receive buffer size) of a socket, or None where the
     kernel does not tell (not Linux, or a socket-like object without it)."""
+    if _SO_MEMINFO is None:
+        return None
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
     except (OSError, AttributeError, TypeError):
