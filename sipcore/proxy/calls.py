@@ -84,6 +84,7 @@ from sipcore.proxy.routing import (
     route_values,
     via_keys,
 )
+from sipcore.proxy.trunk_probe import TrunkProbes
 from sipcore.proxy.upstream import TrunkRegistrations
 from sipcore.transaction import ClientTransaction, ServerTransaction, TransactionLayer
 from sipcore.transaction.base import TERMINATED
@@ -172,10 +173,10 @@ class CallProxy:
         self.keepalive = DialogProbes(self.layer, self.dialogs, self._own_via, self._bye_both)
         """In-dialog OPTIONS to the sides of quiet calls (dead-call detection)."""
         self._cnonce = 0
-        self._probes: dict[ClientTransaction, int] = {}  # OPTIONS probe -> trunk id
-        self._probe_at = 0.0
-        self.trunks_down: set[int] = set()
-        """Trunks whose last OPTIONS probe got no answer: routed to last."""
+        self.trunk_probes = TrunkProbes(
+            self.layer, self.directory, self.config.trunk_probe_s, self._address, core.new_id
+        )
+        """OPTIONS to every trunk; the silent ones are routed to last."""
         self.upstream = TrunkRegistrations(core)
         """Our registrations with the trunks that ask for one (REGISTER as a UAC)."""
 
@@ -393,7 +394,7 @@ class CallProxy:
         if not routes or not user:
             return (404, "Not Found"), None, False, dialled
         # Trunks that failed their OPTIONS probe go last (tried only if every other fails too).
-        routes.sort(key=lambda t: t.id in self.trunks_down)
+        routes.sort(key=lambda t: t.id in self.trunk_probes.down)
         targets = []
         for trunk in routes:
             ep = Endpoint("trunk", trunk.id, trunk.tenant_id, trunk.name)
@@ -471,7 +472,7 @@ class CallProxy:
             if self.keepalive.on_response(tx, resp, now, now_ms):
                 return
             if not self.upstream.on_response(tx, resp, now, now_ms) and resp.status >= 200:
-                self._probe_answered(tx)
+                self.trunk_probes.answered(tx)
             return  # our own BYE (max duration, session timer), a trunk probe or REGISTER was answered
         ctx, branch = entry
         status = resp.status
@@ -600,63 +601,16 @@ class CallProxy:
     def on_timeout(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
         if self.keepalive.on_failure(tx, "timeout", now):
             return
-        if self._probe_failed(tx) or self.upstream.on_failure(tx, True, now, now_ms):
+        if self.trunk_probes.failed(tx) or self.upstream.on_failure(tx, True, now, now_ms):
             return
         self._synthesize(tx, 408, now, now_ms)
 
     def on_transport_failed(self, tx: ClientTransaction, now: float, now_ms: int) -> None:
         if self.keepalive.on_failure(tx, "transport failure", now):
             return
-        if self._probe_failed(tx) or self.upstream.on_failure(tx, False, now, now_ms):
+        if self.trunk_probes.failed(tx) or self.upstream.on_failure(tx, False, now, now_ms):
             return
         self._synthesize(tx, 503, now, now_ms)
-
-    # -- trunk probing (OPTIONS) ---------------------------------------------------------
-    def _probe_trunks(self, now: float) -> None:
-        for trunk in self.directory.trunks():
-            if trunk.id in self._probes.values():
-                continue  # the previous probe is still out
-            flow = Flow(trunk.transport, trunk.host, trunk.port, 0)
-            me = self._address(flow.transport)
-            host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-            uri = f"sip:{host}:{trunk.port}"
-            headers = [
-                ("Via", f"SIP/2.0/{flow.transport.upper()} {me.hostport()};branch=z9hG4bK{self.core.new_id()};rport"),
-                ("Max-Forwards", "70"),
-                ("From", f"<sip:sipcore@{me.hostport()}>;tag={self.core.new_id()}"),
-                ("To", f"<{uri}>"),
-                ("Call-ID", f"probe-{self.core.new_id()}"),
-                ("CSeq", "1 OPTIONS"),
-                ("Content-Length", "0"),
-            ]
-            try:
-                tx = self.layer.send_request(Request("OPTIONS", uri, headers), flow, now)
-            except Exception as e:
-                log.warning("cannot probe trunk %s: %s", trunk.name, e)
-                continue
-            self._probes[tx] = trunk.id
-
-    def _probe_answered(self, tx: ClientTransaction) -> bool:
-        trunk_id = self._probes.pop(tx, None)
-        if trunk_id is None:
-            return False
-        if trunk_id in self.trunks_down:
-            self.trunks_down.discard(trunk_id)
-            t = self.directory.trunk(trunk_id)
-            log.warning("trunk %s is up again (answers OPTIONS)", t.name if t else trunk_id)
-        return True
-
-    def _probe_failed(self, tx: ClientTransaction) -> bool:
-        trunk_id = self._probes.pop(tx, None)
-        if trunk_id is None:
-            return False
-        if trunk_id not in self.trunks_down:
-            self.trunks_down.add(trunk_id)
-            t = self.directory.trunk(trunk_id)
-            log.warning(
-                "trunk %s is down (no answer to OPTIONS); calls fail over to other routes", t.name if t else trunk_id
-            )
-        return True
 
     def _synthesize(self, tx: ClientTransaction, status: int, now: float, now_ms: int) -> None:
         entry = self._by_client.get(tx)
@@ -671,7 +625,7 @@ class CallProxy:
         self._maybe_finish(ctx, now, now_ms)
 
     def on_terminated(self, tx: ClientTransaction | ServerTransaction) -> None:
-        self._probes.pop(tx, None)  # type: ignore[arg-type]
+        self.trunk_probes.forget(tx)  # type: ignore[arg-type]
         self.keepalive.forget(tx)  # type: ignore[arg-type]
         entry = self._by_client.pop(tx, None)  # type: ignore[arg-type]
         if entry is not None:
@@ -930,10 +884,7 @@ class CallProxy:
 
     # -- timers: maximum duration, session timer, dead-call probe ---------------------------
     def handle_timer(self, now: float, now_ms: int) -> None:
-        period = self.config.trunk_probe_s
-        if period > 0 and now >= self._probe_at:
-            self._probe_at = now + period
-            self._probe_trunks(now)
+        self.trunk_probes.handle_timer(now)
         self.upstream.handle_timer(now, now_ms)
         for d, why in self.dialogs.due(now):
             if why == "probe":
@@ -945,11 +896,9 @@ class CallProxy:
 
     def next_timer(self) -> float | None:
         deadline = self.dialogs.next_deadline()
-        if self.config.trunk_probe_s > 0 and self.directory.trunks():
-            deadline = self._probe_at if deadline is None else min(deadline, self._probe_at)
-        registering = self.upstream.next_timer()
-        if registering is not None:
-            deadline = registering if deadline is None else min(deadline, registering)
+        for other in (self.trunk_probes.next_timer(), self.upstream.next_timer()):
+            if other is not None:
+                deadline = other if deadline is None else min(deadline, other)
         return deadline
 
     def _bye_both(self, d: Dialog, now: float) -> None:

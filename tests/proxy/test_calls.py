@@ -467,7 +467,7 @@ def test_a_trunk_that_stops_answering_options_is_down_and_calls_fail_over() -> N
     net.lost.extend([("198.51.100.5", 5060)] * 20)  # the primary's probe retransmissions vanish
     net.advance(40)  # Timer F: the primary is down
     assert probe.method == "OPTIONS"
-    assert net.core.proxy.trunks_down == {7}
+    assert net.core.proxy.trunk_probes.down == {7}
     other.inbox.clear()
     alice.invite(f"sip:15551234567@{DOMAIN}", "failover")
     assert other.take("INVITE"), "the backup is tried first while the primary is down"
