@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -104,6 +105,33 @@ def best_rate(fn: Callable[[int], int], rounds: int, min_seconds: float) -> tupl
         rates.append(items / (time.perf_counter() - t))
     rates.sort()
     return rates[-1], rates[len(rates) // 2]
+
+
+def target_options(ap: argparse.ArgumentParser, targets: tuple[str, ...], kamailio_installed: bool) -> None:
+    """The options choosing what a SIPp sweep script measures (see chosen_targets)."""
+    ap.add_argument("--kamailio", action="store_true", default=kamailio_installed,
+                    help="measure Kamailio with one worker too (default: when kamailio is installed)")  # fmt: skip
+    ap.add_argument("--skip-kamailio", dest="kamailio", action="store_false")
+    ap.add_argument("--only", help=f"comma-separated targets to run, of {','.join(targets)}")
+
+
+def chosen_targets(ap: argparse.ArgumentParser, args: argparse.Namespace, targets: tuple[str, ...]) -> set[str]:
+    """The targets left by --only, --skip-baseline (the SIPp baseline and the
+    uvloop floor) and --skip-kamailio."""
+    chosen = set(args.only.split(",")) if args.only else set(targets)
+    if unknown := chosen - set(targets):
+        ap.error(f"unknown targets {sorted(unknown)}")
+    if args.skip_baseline:
+        chosen -= {"baseline", "floor"}
+    if not args.kamailio:
+        chosen = {t for t in chosen if not t.startswith("kamailio")}
+    return chosen
+
+
+def step_rates(text: str) -> tuple[list[int], list[int]]:
+    """The offered rates, and those for the baselines (they go further)."""
+    rates = [int(x) for x in text.split(",")]
+    return rates, rates + [r * 2 for r in rates[-2:]]
 
 
 def emit(result: dict[str, object]) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kamailio  # noqa: E402
-from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
+from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, sweep, target_options  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.harness import register_from  # noqa: E402
@@ -111,23 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--variants", default="noauth,auth")
     ap.add_argument("--skip-baseline", action="store_true")
-    ap.add_argument("--kamailio", action="store_true", default=kamailio.available(),
-                    help="measure Kamailio with one worker too (default: when kamailio is installed)")  # fmt: skip
-    ap.add_argument("--skip-kamailio", dest="kamailio", action="store_false")
-    ap.add_argument("--only", help=f"comma-separated targets to run, of {','.join(TARGETS)}")
+    target_options(ap, TARGETS, kamailio.available())
     args = ap.parse_args(argv)
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
-    targets = set(args.only.split(",")) if args.only else set(TARGETS)
-    if unknown := targets - set(TARGETS):
-        ap.error(f"unknown targets {sorted(unknown)}")
-    if args.skip_baseline:
-        targets.discard("baseline")
-    if not args.kamailio:
-        targets.discard("kamailio")
-    rates = [int(x) for x in args.rates.split(",")]
-    more = rates + [r * 2 for r in rates[-2:]]  # for the baselines: they go further
+    targets = chosen_targets(ap, args, TARGETS)
+    rates, more = step_rates(args.rates)
     variants = args.variants.split(",")
     summary: dict[str, object] = {"bench": "calls", "summary": True}
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-calls-") as tmp:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kamailio  # noqa: E402
-from _common import ROOT, emit, free_port, sipp_cmd, sweep  # noqa: E402
+from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, sweep, target_options  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
 DOMAIN = "sipcore.test"
@@ -80,23 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--users", type=int, default=50000)
     ap.add_argument("--skip-baseline", action="store_true", help="no SIPp UAS baseline and no uvloop floor")
-    ap.add_argument("--kamailio", action="store_true", default=kamailio.available(),
-                    help="measure Kamailio with one worker too (default: when kamailio is installed)")  # fmt: skip
-    ap.add_argument("--skip-kamailio", dest="kamailio", action="store_false")
-    ap.add_argument("--only", help=f"comma-separated targets to run, of {','.join(TARGETS)}")
+    target_options(ap, TARGETS, kamailio.available())
     args = ap.parse_args(argv)
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
-    targets = set(args.only.split(",")) if args.only else set(TARGETS)
-    if unknown := targets - set(TARGETS):
-        ap.error(f"unknown targets {sorted(unknown)}")
-    if args.skip_baseline:
-        targets -= {"baseline", "floor"}
-    if not args.kamailio:
-        targets -= {"kamailio", "kamailio-stateful"}
-    rates = [int(x) for x in args.rates.split(",")]
-    more = rates + [r * 2 for r in rates[-2:]]  # for the baselines: they go further
+    targets = chosen_targets(ap, args, TARGETS)
+    rates, more = step_rates(args.rates)
     summary: dict[str, object] = {"bench": "register", "summary": True}
     with tempfile.TemporaryDirectory(prefix="sipcore-bench-") as tmp:
         work = Path(tmp)
