@@ -19,8 +19,8 @@ sent through the transaction layer like the OPTIONS probes::
             timeout, transport failure); again after 30 s, 60 s, ...
             30 min, or after the Retry-After of a 503; success resets it
 
-Refreshes (and the unregister) carry credentials from the start: the
-nonce last accepted, with the next nonce-count (RFC 7616 §3.4: qop=auth
+Refreshes (and the unregister) carry credentials from the start while the
+nonce last accepted is under NONCE_REUSE_S old: that nonce, with the next nonce-count (RFC 7616 §3.4: qop=auth
 lets a client reuse a nonce, the count keeps it from being a replay), so a
 carrier sees one REGISTER per refresh instead of a 401 round trip -- and no
 stream of 401s, which some carriers' intrusion filters count against the
@@ -128,7 +128,6 @@ class _Registration:
     challenges: int = 0  # answered in this attempt
     accepted: _Nonce | None = None  # the nonce of the last REGISTER answered 2xx, for the next one
     sent: _Nonce | None = None  # the nonce the REGISTER in flight answers (None: no credentials)
-    preemptive: bool = False  # the REGISTER in flight carries credentials nobody asked for yet
     raised: bool = False  # this attempt already followed a 423
     failures: int = 0  # in a row
     bound_until: float = 0.0  # the registrar holds our binding until then
@@ -268,7 +267,6 @@ class TrunkRegistrations:
         if t.username is None or t.password is None:
             return None
         reg.sent = last._replace(nc=last.nc + 1)
-        reg.preemptive = True
         uri = _registrar_uri(t)[0]
         return last.header, authorization(
             last.challenge, t.username, t.password, "REGISTER", uri, _cnonce(), last.nc + 1
@@ -297,7 +295,6 @@ class TrunkRegistrations:
             headers.append(credentials)
         else:
             reg.sent = None
-            reg.preemptive = False
         headers.append(("Content-Length", "0"))
         try:
             tx = core.layer.send_request(Request("REGISTER", ruri, headers), Flow(t.transport, t.host, t.port, 0), now)
@@ -340,7 +337,8 @@ class TrunkRegistrations:
             return True
         del self._by_tx[tx]
         reg.tx = None
-        preemptive, reg.preemptive = reg.preemptive, False
+        # Credentials nobody asked for yet: a nonce reused (a first answer has nc 1).
+        preemptive = reg.sent is not None and reg.sent.nc > 1
         if 200 <= status < 300:
             reg.accepted = reg.sent  # its nonce and count: the next REGISTER goes on from there
         elif reg.sent is not None:
