@@ -9,6 +9,9 @@ SIPp scenario against a SIPp UAS that answers 401/200 without doing any work
 (the load generator's own ceiling): sipcore's figure as a ratio of it; and
 against bench/null_registrar.py, a uvloop responder that does no work (what
 this stack itself reaches: the share of sipcore's cost that is its own);
+against bench/lean_registrar.py, the least work a Python registrar must do
+for this scenario (parse, digest, a dict of bindings: the ceiling of any
+Python implementation on this stack);
 and against Kamailio with one UDP worker (bench/kamailio.py: digest with
 nonce_count, usrloc in memory), the figure the issues' target is stated as,
 once replying statelessly as its stock configuration does and once with a
@@ -71,7 +74,7 @@ def register_args(target: str, inf: Path) -> Callable[[int], list[str]]:
                          "-recv_timeout", "5000"]  # fmt: skip
 
 
-TARGETS = ("sipcore", "baseline", "floor", "kamailio", "kamailio-stateful")
+TARGETS = ("sipcore", "baseline", "floor", "lean", "kamailio", "kamailio-stateful")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             summary["baseline_max_per_s"] = run_sipp_uas(work, inf, more, args.seconds)
         if "floor" in targets:
             summary["stack_floor_max_per_s"] = run_floor(work, inf, more, args.seconds)
+        if "lean" in targets:
+            summary["lean_python_max_per_s"] = run_lean(work, inf, more, args.seconds, args.users)
         if "kamailio" in targets:
             summary["kamailio_max_per_s"] = run_kamailio(work, inf, more, args.seconds, stateful=False)
         if "kamailio-stateful" in targets:
             summary["kamailio_stateful_max_per_s"] = run_kamailio(work, inf, more, args.seconds, stateful=True)
         sip = summary.get("sipcore_max_per_s_0_failures")
         for name, key in (("baseline", "baseline_max_per_s"), ("stack_floor", "stack_floor_max_per_s"),
+                          ("lean_python", "lean_python_max_per_s"),
                           ("kamailio", "kamailio_max_per_s"),
                           ("kamailio_stateful", "kamailio_stateful_max_per_s")):  # fmt: skip
             other = summary.get(key)
@@ -167,6 +173,18 @@ def run_floor(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
     finally:
         floor.terminate()
         floor.wait(timeout=10)
+
+
+def run_lean(work: Path, inf: Path, rates: list[int], seconds: float, users: int) -> int:
+    """The least work any Python registrar on this stack must do: bench/lean_registrar.py."""
+    port = free_port()
+    lean = subprocess.Popen([sys.executable, str(Path(__file__).with_name("lean_registrar.py")), str(port), str(users)])
+    try:
+        time.sleep(3.0)  # it computes the users' HA1 first
+        return sweep("register", "lean-python-registrar", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
+    finally:
+        lean.terminate()
+        lean.wait(timeout=10)
 
 
 def run_kamailio(work: Path, inf: Path, rates: list[int], seconds: float, stateful: bool) -> int:
