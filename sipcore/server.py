@@ -176,6 +176,7 @@ class Server:
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.shedder: LoadShedder | None = None
         self._shed_since = (0.0, 0)
+        self._inbox: list[tuple[bytes, Flow]] = []
 
     # --- lifecycle ------------------------------------------------------------------
     def _advertised(self, bound: list[tuple[str, str, int]]) -> tuple[ProxyAddress, ...]:
@@ -397,13 +398,38 @@ class Server:
 
     # --- the pump -----------------------------------------------------------------------
     def on_message(self, data: bytes, flow: Flow) -> None:
-        if self._debug:
-            log.debug("recv %s %dB %r", flow, len(data), data.split(b"\r\n", 1)[0][:120])
+        """Queue a message; the batch is worked through once this loop
+        iteration's reads are done.
+
+        libuv hands over everything a socket has ready (up to 32 datagrams per
+        wakeup) one callback at a time.  Working through them together, with
+        one pump at the end, keeps the sends out of the reads and the pump's
+        fixed costs (timer, shedder, writer) to one per batch, which at
+        saturation is where the time goes (bench/register.py).  No message
+        waits longer than the batch it came in."""
+        inbox = self._inbox
+        if not inbox:
+            self.loop.call_soon(self._work_inbox)
+        inbox.append((data, flow))
+
+    def _work_inbox(self) -> None:
+        inbox = self._inbox
+        if not inbox:
+            return
+        self._inbox = []
         now = self.loop.time()
         shedder = self.shedder
         if shedder is not None and (change := shedder.check(now)) is not None:
             self._shedding(change, now)
-        self.core.receive(data, flow, now, wall_ms())
+        receive = self.core.receive
+        for data, flow in inbox:
+            if self._debug:
+                log.debug("recv %s %dB %r", flow, len(data), data.split(b"\r\n", 1)[0][:120])
+            try:
+                receive(data, flow, now, wall_ms())
+            except Exception:
+                # A bug must cost that message, not the rest of the batch.
+                log.exception("%s: message dropped after an internal error (%d bytes)", flow, len(data))
         self._pump(now)
 
     def _shedding(self, on: bool, now: float) -> None:
@@ -424,6 +450,7 @@ class Server:
             )
 
     def on_closed(self, flow: Flow) -> None:
+        self._work_inbox()  # what the connection delivered first is answered (or fails) first
         self.core.layer.transport_error(flow, self.loop.time())
         self._pump(self.loop.time())
 

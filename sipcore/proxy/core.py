@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +149,7 @@ class Core:
         self.meter = RegistrationMeter(directory.timezone_of)
         self._ruri_tenants: dict[str, TenantInfo | None] = {}
         self._ruri_serial = -1
-        self._events: list[CoreEvent] = []
+        self._events: deque[CoreEvent] = deque()  # the edge may drain a whole batch's events at once
         self._out: list[Outgoing] = []
         self._clock = (0.0, 0)
         self.proxy = CallProxy(self, RouteSigner(secret))
@@ -222,7 +223,7 @@ class Core:
         return out
 
     def next_event(self) -> CoreEvent | None:
-        return self._events.pop(0) if self._events else None
+        return self._events.popleft() if self._events else None
 
     # --- services for the proxy ------------------------------------------------------
     failure_key = staticmethod(_failure_key)
