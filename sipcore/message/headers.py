@@ -262,9 +262,29 @@ def _fast_params(text: str) -> Params | None:
     return params
 
 
+# The From/To/Contact values of a request come back in the next one: the
+# REGISTER or INVITE that answers a challenge, a phone's refresh.  Their
+# parses are immutable (NamedTuples all the way down), so they are shared.
+# Bounded: emptied when full, so a flood of distinct values costs one dict
+# insert each and never memory.
+_MEMO: dict[str, NameAddr] = {}
+_MEMO_SIZE = 4096
+
+
 def _fast_name_addr(value: str) -> NameAddr | None:
     """The common From/To/Contact shapes in one regex step; None for anything
     else, which the scanner-based grammar then decides (and reports)."""
+    na = _MEMO.get(value)
+    if na is None:
+        na = _fast_name_addr_parse(value)
+        if na is not None:
+            if len(_MEMO) >= _MEMO_SIZE:
+                _MEMO.clear()
+            _MEMO[value] = na
+    return na
+
+
+def _fast_name_addr_parse(value: str) -> NameAddr | None:
     m = _FAST_NAME_ADDR.fullmatch(value)
     if m is not None:
         quoted, words, uri_text, tail = m.groups()

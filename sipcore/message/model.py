@@ -161,11 +161,26 @@ class Headers:
     # message whose headers were read a reference cycle, freed only by the
     # cyclic GC, which at tens of thousands of messages a second is what
     # the server would spend its time on.
-    __slots__ = ("_fields", "_owner")
+    __slots__ = ("_fields", "_owner", "_by_key")
 
     def __init__(self, fields: list[HeaderField] | None = None, owner: Message | None = None) -> None:
         self._fields = fields or []
         self._owner = weakref.ref(owner) if owner is not None else None
+        self._by_key: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        """key -> values in order, for the lookups: a request is asked for a
+        header about ten times on its way through the core, and one pass
+        beats ten scans.  Built on the first lookup, dropped by every change."""
+        by_key: dict[str, list[str]] = {}
+        for f in self._fields:
+            vals = by_key.get(f.key)
+            if vals is None:
+                by_key[f.key] = [f.value]
+            else:
+                vals.append(f.value)
+        self._by_key = by_key
+        return by_key
 
     # reading
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -177,26 +192,22 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        k = header_key(name)
-        return any(f.key == k for f in self._fields)
+        return header_key(name) in (self._by_key or self._lookup())
 
     def fields(self) -> list[HeaderField]:
         return list(self._fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        k = header_key(name)
-        for f in self._fields:
-            if f.key == k:
-                return f.value
-        return default
+        vals = (self._by_key or self._lookup()).get(header_key(name))
+        return default if vals is None else vals[0]
 
     def get_all(self, name: str) -> list[str]:
-        k = header_key(name)
-        return [f.value for f in self._fields if f.key == k]
+        vals = (self._by_key or self._lookup()).get(header_key(name))
+        return [] if vals is None else vals.copy()
 
     def count(self, name: str) -> int:
-        k = header_key(name)
-        return sum(1 for f in self._fields if f.key == k)
+        vals = (self._by_key or self._lookup()).get(header_key(name))
+        return 0 if vals is None else len(vals)
 
     def values(self, name: str) -> list[str]:
         """All comma-separated elements of every field called `name` (§7.3.1)."""
@@ -210,6 +221,7 @@ class Headers:
 
     # writing
     def _changed(self, key: str) -> None:
+        self._by_key = None
         owner = self._owner() if self._owner is not None else None
         if owner is not None:
             owner._header_changed(key)
@@ -265,6 +277,7 @@ class Headers:
                     else:
                         self._fields[i] = HeaderField(f.name, ", ".join(elems[1:]))
                 if keep_keys:
+                    self._by_key = None
                     owner = self._owner() if self._owner is not None else None
                     if owner is not None:
                         owner._cache = None

@@ -362,6 +362,19 @@ def test_fast_name_addr_takes_common_values(value: str) -> None:
     assert fast == parse_name_addr_full(value)
 
 
+def test_name_addr_parses_are_shared_and_their_memo_is_bounded() -> None:
+    from sipcore.message import headers
+
+    value = "<sip:memo-test@example.com>;tag=1"
+    first = parse_name_addr(value)
+    assert parse_name_addr(value) is first  # the answer to a challenge repeats From/To/Contact
+    assert parse_name_addr(value) == parse_name_addr_full(value)
+    for i in range(headers._MEMO_SIZE + 10):  # a flood of distinct values
+        parse_name_addr(f"<sip:u{i}@example.com>")
+    assert len(headers._MEMO) <= headers._MEMO_SIZE
+    assert parse_name_addr(value) == first
+
+
 # --- the fast paths stay linear ----------------------------------------------------------------
 
 # Header parameters written with a space before each ';' and then a '"' or ',' that

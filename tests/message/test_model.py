@@ -93,6 +93,28 @@ def test_modified_headers_serialize_canonically(parser: Any) -> None:
     assert m.to_bytes().startswith(b"OPTIONS sip:carol@192.0.2.4 SIP/2.0\r\n")
 
 
+def test_lookups_see_every_change_made_after_them(parser: Any) -> None:
+    """The lookups go through an index built on first use: each way of
+    changing the fields must be visible to the next lookup."""
+    hs = parser(SIMPLE).headers
+    assert hs.get_all("Subject") == ["first", "second"] and hs.count("Route") == 0
+    hs.add("Route", "<sip:a;lr>")
+    assert hs.get("route") == "<sip:a;lr>" and "Route" in hs
+    hs.prepend("Route", "<sip:b;lr>")
+    assert hs.get_all("Route") == ["<sip:b;lr>", "<sip:a;lr>"]
+    assert hs.pop_first_value("Route", keep_keys=True) == "<sip:b;lr>"
+    assert hs.get_all("Route") == ["<sip:a;lr>"]
+    hs.set("Subject", "only")
+    assert hs.get_all("subject") == ["only"] and hs.count("Subject") == 1
+    assert hs.remove("Route") == 1
+    assert hs.get("Route") is None and "Route" not in hs and hs.get_all("Route") == []
+    assert hs.pop_first_value("Via") == "SIP/2.0/UDP pc33.example.com;branch=z9hG4bKhjhs8ass877"
+    assert hs.get_all("Via") == ["SIP/2.0/TCP relay.example.net:5070;received=192.0.2.9"]
+    got = hs.get_all("Via")
+    got.append("mine")  # a copy: the caller's list is not the message's
+    assert hs.count("Via") == 1
+
+
 def test_body_change_updates_content_length(parser: Any) -> None:
     m = parser(INVITE)
     m.body = b"v=0\r\n"
