@@ -287,12 +287,18 @@ class Headers:
         return None
 
     def to_bytes(self) -> bytes:
-        out = []
+        out: list[bytes] = []
+        built: list[str] = []  # consecutive built lines are encoded together
         for f in self._fields:
-            if f.raw is not None:
-                out.append(f.raw)
-            else:
-                out.append(f"{f.name}: {f.value}\r\n".encode("utf-8", "surrogateescape"))
+            if f.raw is None:
+                built.append(f"{f.name}: {f.value}\r\n")
+                continue
+            if built:
+                out.append("".join(built).encode("utf-8", "surrogateescape"))
+                built = []
+            out.append(f.raw)
+        if built:
+            out.append("".join(built).encode("utf-8", "surrogateescape"))
         return b"".join(out)
 
 
@@ -738,7 +744,9 @@ REASONS = {
 }
 
 
-_RESPONSE_COPIED = {"via", "from", "to", "call-id", "cseq", "timestamp"}
+def _first(by_key: dict[str, list[str]], key: str) -> str:
+    vals = by_key.get(key)
+    return vals[0] if vals else ""
 
 
 def make_response(
@@ -759,32 +767,26 @@ def make_response(
     On the hot path of every transaction: one pass over the request's
     fields, and the transaction keys are copied from the request's slots
     instead of being parsed again from the copied headers."""
-    vias: list[HeaderField] = []
-    single: dict[str, str] = {}
-    for f in req.headers._fields:
-        k = f.key
-        if k in _RESPONSE_COPIED:
-            if k == "via":
-                vias.append(HeaderField.known("Via", f.value, "via"))
-            elif k not in single:
-                single[k] = f.value
-    if top_via is not None and vias:
-        vias[0] = HeaderField.known("Via", top_via, "via")
-    to = single.get("to", "")
+    hs = req.headers
+    by_key = hs._by_key or hs._lookup()
+    field = HeaderField.known
+    fields = [field("Via", v, "via") for v in by_key.get("via", ())]
+    if top_via is not None and fields:
+        fields[0] = field("Via", top_via, "via")
+    to = _first(by_key, "to")
     tag = req.to_tag
     if to_tag and status > 100 and tag is None:
         to = f"{to};tag={to_tag}"
         tag = to_tag
-    fields = vias
-    fields.append(HeaderField.known("From", single.get("from", ""), "from"))
-    fields.append(HeaderField.known("To", to, "to"))
-    fields.append(HeaderField.known("Call-ID", single.get("call-id", ""), "call-id"))
-    fields.append(HeaderField.known("CSeq", single.get("cseq", ""), "cseq"))
-    if status == 100 and "timestamp" in single:
-        fields.append(HeaderField.known("Timestamp", single["timestamp"], "timestamp"))  # §8.2.6.1
+    fields.append(field("From", _first(by_key, "from"), "from"))
+    fields.append(field("To", to, "to"))
+    fields.append(field("Call-ID", _first(by_key, "call-id"), "call-id"))
+    fields.append(field("CSeq", _first(by_key, "cseq"), "cseq"))
+    if status == 100 and "timestamp" in by_key:
+        fields.append(field("Timestamp", by_key["timestamp"][0], "timestamp"))  # §8.2.6.1
     if extra:
         fields.extend(HeaderField(canonical_name(n), v) for n, v in extra)
-    fields.append(HeaderField.known("Content-Length", str(len(body)), "content-length"))
+    fields.append(field("Content-Length", str(len(body)), "content-length"))
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"status {status} out of range")
     resp = Response.__new__(Response)
