@@ -32,12 +32,12 @@ import asyncio
 import hmac
 import os
 import re
-import socket
 import sys
 import time
 from typing import cast
 
 import uvloop
+from _common import grow_receive_buffer
 
 from sipcore.auth import compute_ha1
 from sipcore.auth.credentials import split_credentials
@@ -122,13 +122,7 @@ class LeanRegistrar(asyncio.DatagramProtocol):
 async def main(port: int, users: int) -> None:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(lambda: LeanRegistrar(users), local_addr=("127.0.0.1", port))
-    # The receive buffer sipcore and Kamailio get in bench/register.py (4 MB), so
-    # that none of the three loses a burst another would have queued.
-    sock = transport.get_extra_info("socket")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 4 << 20)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    grow_receive_buffer(transport.get_extra_info("socket"))
     await asyncio.Event().wait()
 
 

@@ -18,6 +18,7 @@ import sys
 from typing import cast
 
 import uvloop
+from _common import grow_receive_buffer
 
 _ECHOED = (b"via:", b"from:", b"to:", b"call-id:", b"cseq:")
 _CHALLENGE = b'WWW-Authenticate: Digest realm="sipcore.test", nonce="0123456789abcdef", qop="auth", algorithm=MD5'
@@ -40,7 +41,8 @@ class NullRegistrar(asyncio.DatagramProtocol):
 
 async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(NullRegistrar, local_addr=("127.0.0.1", port))
+    transport, _ = await loop.create_datagram_endpoint(NullRegistrar, local_addr=("127.0.0.1", port))
+    grow_receive_buffer(transport.get_extra_info("socket"))
     await asyncio.Event().wait()
 
 
