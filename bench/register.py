@@ -79,7 +79,9 @@ TARGETS = ("sipcore", "baseline", "floor", "lean", "kamailio", "kamailio-statefu
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="1000,2000,2500,3000,3250,3500,3750,4000,4500,5000,6000,7000,8000,8500,9000,10000")
+    # Fine steps where sipcore saturates: the sweep stops at the first failure.
+    rates = "1000,2000,2500,3000,3250,3500,3750,4000,4500,5000,6000,7000,8000,8500,9000,10000"
+    ap.add_argument("--rates", default=rates)
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each step")
     ap.add_argument("--users", type=int, default=50000)
     ap.add_argument("--skip-baseline", action="store_true", help="no SIPp UAS baseline and no uvloop floor")
