@@ -163,6 +163,7 @@ class Server:
             self.on_message,
             ParserLimits(p.max_message_bytes, p.max_headers, p.max_line_bytes),
             on_closed=self.on_closed,
+            drain=self._work_inbox,
             max_tcp_connections=config.server.max_tcp_connections,
             max_tcp_connections_per_ip=config.server.max_tcp_connections_per_ip,
             tcp_idle_timeout_s=config.server.tcp_idle_timeout_s,
@@ -250,12 +251,14 @@ class Server:
         writes, close the store (idempotent)."""
         try:
             if hasattr(self, "core"):
+                self._work_inbox()  # answered while the sockets are still open
                 try:
                     await self._unregister_trunks()
                 except Exception:  # never in the way of flushing the writer and closing the store
                     log.exception("unregistering from the trunks failed")
             await self.transports.stop()
             if hasattr(self, "core"):
+                self._work_inbox()  # what came in while the trunks were unregistered: before the calls close
                 self.core.shutdown(wall_ms())
                 self._pump(self.loop.time())
             if self._alert_tasks:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from sipcore.config import Config
+from sipcore.config import Config, Listener
 from sipcore.flow import Flow
 from sipcore.server import Server
+from sipcore.transaction import Outgoing
 
 pytestmark = pytest.mark.asyncio
 
@@ -20,14 +22,36 @@ FLOW = Flow("udp", "127.0.0.1", 5061, 1)
 
 
 class RecordingCore:
+    """Answers every message with a 200 and logs what happens to it."""
+
+    guard = None
+
     def __init__(self, log: list[Any]) -> None:
         self.log = log
         self.layer = SimpleNamespace(transport_error=lambda flow, now: log.append(("closed", flow)))
+        self.out: list[Outgoing] = []
 
     def receive(self, data: bytes, flow: Flow, now: float, now_ms: int) -> None:
         if data == b"bug":
             raise RuntimeError("a bug in the core")
         self.log.append(data)
+        self.out.append(Outgoing(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", flow))
+
+    def messages_to_send(self) -> list[Outgoing]:
+        out, self.out = self.out, []
+        return out
+
+    def next_event(self) -> None:
+        return None
+
+    def next_timer(self) -> None:
+        return None
+
+    def unregister_trunks(self, now: float, now_ms: int) -> bool:
+        return False
+
+    def shutdown(self, now_ms: int) -> None:
+        self.log.append("shutdown")
 
 
 def make_server(log: list[Any]) -> Server:
@@ -65,3 +89,35 @@ async def test_a_closed_connection_is_handled_after_what_it_delivered_before() -
     assert log[:3] == [b"last words", "pump", ("closed", FLOW)]
     await asyncio.sleep(0)
     assert log.count(b"last words") == 1
+
+
+async def test_messages_read_just_before_stop_are_handled_before_the_calls_close() -> None:
+    log: list[Any] = []
+    server = Server(Config())
+    server.core = RecordingCore(log)  # type: ignore[assignment]
+    server.on_message(b"INVITE", FLOW)
+    await server.stop()
+    assert log[:2] == [b"INVITE", "shutdown"]
+
+
+async def test_a_tcp_request_before_a_framing_error_is_answered_on_its_connection() -> None:
+    """One read carries a good request and then garbage: the connection is
+    closed for the garbage, but only after the request got its answer."""
+    log: list[Any] = []
+    server = Server(Config())
+    server.core = RecordingCore(log)  # type: ignore[assignment]
+    await server.transports.start((Listener("tcp", "127.0.0.1", 0),))
+    port = server.transports.bound[0][1][1]
+    good = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKa\r\nContent-Length: 0\r\n\r\n"
+    bad = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: abc\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    with socket.socket() as s:
+        s.setblocking(False)
+        await loop.sock_connect(s, ("127.0.0.1", port))
+        await loop.sock_sendall(s, good + bad)
+        answer = await asyncio.wait_for(loop.sock_recv(s, 65536), 2.0)
+        assert answer.startswith(b"SIP/2.0 200 OK")
+        assert await asyncio.wait_for(loop.sock_recv(s, 65536), 2.0) == b""  # then closed
+    await asyncio.sleep(0.05)
+    await server.transports.stop()
+    assert [e for e in log if isinstance(e, tuple)] == [("closed", log[-1][1])]  # one close, no reconnect

@@ -84,6 +84,7 @@ class _Tcp(asyncio.Protocol):
                 self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
             elif type(ev) is FramingError:
                 log.info("%s closed: %s", self.flow, ev.error)
+                self._t.drain()  # what came before the error is answered on this connection first
                 self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -139,6 +140,7 @@ class Transports:
         limits: ParserLimits,
         *,
         on_closed: Callable[[Flow], None] = lambda flow: None,
+        drain: Callable[[], None] = lambda: None,
         max_tcp_connections: int = 10000,
         max_tcp_connections_per_ip: int = 200,
         tcp_idle_timeout_s: int = 600,
@@ -146,6 +148,9 @@ class Transports:
     ) -> None:
         self.handler = handler
         self.on_closed = on_closed
+        self.drain = drain
+        """Has the handler finish the messages it was handed (it may batch
+        them): called before a connection is closed from this side."""
         self.limits = limits
         self.max_tcp_connections = max_tcp_connections
         self.max_tcp_connections_per_ip = max_tcp_connections_per_ip
