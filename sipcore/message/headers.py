@@ -265,10 +265,13 @@ def _fast_params(text: str) -> Params | None:
 # The From/To/Contact values of a request come back in the next one: the
 # REGISTER or INVITE that answers a challenge, a phone's refresh.  Their
 # parses are immutable (NamedTuples all the way down), so they are shared.
-# Bounded: emptied when full, so a flood of distinct values costs one dict
-# insert each and never memory.
+# Bounded: emptied when full, and only short values are kept (these are
+# parsed before any authentication, and a folded value can reach 64 KB), so
+# a flood of distinct values costs one dict insert each and at most about
+# 4096 * 256 characters.
 _MEMO: dict[str, NameAddr] = {}
 _MEMO_SIZE = 4096
+_MEMO_MAX_VALUE = 256
 
 
 def _fast_name_addr(value: str) -> NameAddr | None:
@@ -277,7 +280,7 @@ def _fast_name_addr(value: str) -> NameAddr | None:
     na = _MEMO.get(value)
     if na is None:
         na = _fast_name_addr_parse(value)
-        if na is not None:
+        if na is not None and len(value) <= _MEMO_MAX_VALUE:
             if len(_MEMO) >= _MEMO_SIZE:
                 _MEMO.clear()
             _MEMO[value] = na

@@ -373,6 +373,9 @@ def test_name_addr_parses_are_shared_and_their_memo_is_bounded() -> None:
         parse_name_addr(f"<sip:u{i}@example.com>")
     assert len(headers._MEMO) <= headers._MEMO_SIZE
     assert parse_name_addr(value) == first
+    long_value = "<sip:" + "u" * 5000 + "@example.com>"  # parsed before authentication: not kept
+    assert parse_name_addr(long_value).uri.user == "u" * 5000
+    assert long_value not in headers._MEMO
 
 
 # --- the fast paths stay linear ----------------------------------------------------------------
