@@ -764,9 +764,10 @@ def make_response(
     `top_via` replaces the first Via value (the server adds received/rport
     there, RFC 3261 §18.2.1 and RFC 3581 §4).
 
-    On the hot path of every transaction: one pass over the request's
-    fields, and the transaction keys are copied from the request's slots
-    instead of being parsed again from the copied headers."""
+    On the hot path of every transaction: the copied fields come from the
+    request's lookup index (which the core has built by then), and the
+    transaction keys are copied from the request's slots instead of being
+    parsed again from the copied headers."""
     hs = req.headers
     by_key = hs._by_key or hs._lookup()
     field = HeaderField.known
