@@ -7,9 +7,11 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SIPCORE_SHARED", ROOT.parent / "shared"))
@@ -36,7 +38,6 @@ def sipp_step(label: str, args: list[str], rate: int, seconds: float, work: Path
     """One load step: SIPp runs `args` (scenario, target, limits) at `rate`
     for about `seconds`; the result comes from its statistics file."""
     import csv
-    import subprocess
 
     count = int(rate * seconds)
     stat = work / f"stat-{label}-{rate}.csv"
@@ -133,6 +134,19 @@ def step_rates(text: str) -> tuple[list[int], list[int]]:
     """The offered rates, and those for the baselines (they go further)."""
     rates = [int(x) for x in text.split(",")]
     return rates, rates + [r * 2 for r in rates[-2:]]
+
+
+def stop(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
+    """Stop a process this benchmark started, by its PID: SIGTERM, then
+    SIGKILL if it has not exited within `timeout` seconds."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def grow_receive_buffer(sock: socket.socket, size: int = 4 << 20) -> None:

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kamailio  # noqa: E402
-from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, sweep, target_options  # noqa: E402
+from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, stop, sweep, target_options  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from tests.integration.harness import register_from  # noqa: E402
@@ -174,11 +173,8 @@ def run_sipcore(
                 if key in summary and base:
                     summary[key.replace("_cps_0_failures", "_ratio")] = round(int(summary[key]) / base, 3)  # type: ignore[call-overload]
     finally:
-        if uas is not None:
-            uas.send_signal(signal.SIGTERM)
-            uas.wait(timeout=10)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(uas)
+        stop(server, 30)
     if "sipcore" in targets:
         summary["legs_written"] = _count_legs(db)
 
@@ -211,9 +207,7 @@ def run_kamailio(
             uac = ["-sf", str(SCENARIOS / "uac_call_auth.xml"), target, "-inf", str(inf)]
             summary["kamailio_auth_cps"] = sweep("calls", "kamailio-1-worker-auth", uac_args(uac), rates, seconds, work)
     finally:
-        if uas is not None:
-            uas.send_signal(signal.SIGTERM)
-            uas.wait(timeout=10)
+        stop(uas)
         kamailio.stop(proc)
 
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, free_port, sipp_step  # noqa: E402
+from _common import emit, free_port, sipp_step, stop  # noqa: E402
 from calls import DID, SCENARIOS, provision, register_from, start_sipcore, start_uas  # noqa: E402
 
 
@@ -42,11 +41,8 @@ def run(work: Path, shed_pct: int, rate: int, seconds: float) -> dict[str, float
                 "-l", str(rate * 3), "-d", "0", "-recv_timeout", "8000"]  # fmt: skip
         return sipp_step(f"overload-{shed_pct}", args, rate, seconds, work)
     finally:
-        if uas is not None:
-            uas.send_signal(signal.SIGTERM)
-            uas.wait(timeout=10)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(uas)
+        stop(server, 30)
 
 
 def main(argv: list[str] | None = None) -> int:

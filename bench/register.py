@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kamailio  # noqa: E402
-from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, sweep, target_options  # noqa: E402
+from _common import ROOT, chosen_targets, emit, free_port, sipp_cmd, step_rates, stop, sweep, target_options  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "integration" / "sipp"
 DOMAIN = "sipcore.test"
@@ -140,8 +139,7 @@ def run_sipcore(work: Path, inf: Path, users: int, rates: list[int], seconds: fl
         time.sleep(2.0)
         return sweep("register", "sipcore", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server, 30)
 
 
 def run_sipp_uas(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
@@ -156,12 +154,7 @@ def run_sipp_uas(work: Path, inf: Path, rates: list[int], seconds: float) -> int
         time.sleep(0.5)
         return sweep("register", "sipp-uas-baseline", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
     finally:
-        uas.send_signal(signal.SIGTERM)
-        try:
-            uas.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait(timeout=10)
+        stop(uas)
 
 
 def run_floor(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
@@ -173,8 +166,7 @@ def run_floor(work: Path, inf: Path, rates: list[int], seconds: float) -> int:
         time.sleep(1.0)
         return sweep("register", "uvloop-null-registrar", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
     finally:
-        floor.terminate()
-        floor.wait(timeout=10)
+        stop(floor)
 
 
 def run_lean(work: Path, inf: Path, rates: list[int], seconds: float, users: int) -> int:
@@ -185,8 +177,7 @@ def run_lean(work: Path, inf: Path, rates: list[int], seconds: float, users: int
         time.sleep(3.0)  # it computes the users' HA1 first
         return sweep("register", "lean-python-registrar", register_args(f"127.0.0.1:{port}", inf), rates, seconds, work)
     finally:
-        lean.terminate()
-        lean.wait(timeout=10)
+        stop(lean)
 
 
 def run_kamailio(work: Path, inf: Path, rates: list[int], seconds: float, stateful: bool) -> int:
