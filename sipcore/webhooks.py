@@ -13,10 +13,13 @@ path ever waits for a tenant's web server:
   attempt ``backoff_ms x 2^(attempts-1)`` later, capped at
   ``max_backoff_ms``; after ``max_attempts`` the row is given up (kept, with
   its last error, for ``sipcore alerts`` to show);
-* the schedule lives in the database, so a restart resumes it.
+* the schedule lives in the database, so a restart resumes it;
+* a clean stop starts no new POST and lets those in flight finish and record
+  their answer (for up to ``stop_grace_s``), so a restart does not send a
+  delivered row again.
 
-Delivery is at least once: a crash between a 2xx and its commit sends the
-row again.  Every body carries an ``id`` (and the ``X-Sipcore-Delivery``
+Delivery is at least once: a crash (or a POST still unanswered after the stop
+grace) between a 2xx and its commit sends the row again.  Every body carries an ``id`` (and the ``X-Sipcore-Delivery``
 header) for the receiver to drop a repeat.
 """
 
@@ -114,6 +117,7 @@ class WebhookWorker:
         max_attempts: int = 12,
         poll_s: float = 30.0,
         concurrency: int = 8,
+        stop_grace_s: float = 5.0,
         post: Poster | None = None,
     ) -> None:
         self.store = store
@@ -122,7 +126,9 @@ class WebhookWorker:
         self.max_backoff_ms = max_backoff_ms
         self.max_attempts = max_attempts
         self.poll_s = poll_s
+        self.stop_grace_s = stop_grace_s
         self._post = post
+        self._stopping = False
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,6 +139,8 @@ class WebhookWorker:
 
     async def _send(self, row: OutboxRow) -> bool:
         async with self._sem:
+            if self._stopping:
+                return False  # left due: the next start sends it
             attempts = row.attempts + 1
             try:
                 if self._post is not None:
@@ -168,20 +176,39 @@ class WebhookWorker:
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sipcore-webhooks")
         return self._task
 
     async def stop(self) -> None:
+        """Start no new POST; wait up to ``stop_grace_s`` for those in flight to
+        record their answer, then cancel.  Cancelling at once would drop the
+        commit of a POST the receiver already has, and the next start would
+        send it again."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.stop_grace_s)
+        except TimeoutError:
+            log.warning("webhook delivery still busy after %g s: stopped; unanswered POSTs are sent again at start",
+                        self.stop_grace_s)  # fmt: skip
+        except asyncio.CancelledError:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            raise
+        except Exception:  # the worker died: the server's stop must still flush and close the store
+            log.exception("webhook delivery failed")
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.deliver_due()
@@ -189,6 +216,8 @@ class WebhookWorker:
             except SipcoreError as e:  # the store is busy or gone for a moment: try again later
                 log.warning("webhook outbox: %s", e)
                 due = None
+            if self._stopping:
+                return
             wait = self.poll_s
             if due is not None:
                 wait = min(wait, max(0.05, (due - self.store.now_ms()) / 1000))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal as D
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,7 @@ class Receiver(ThreadingHTTPServer):
     def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
+        self.delay_s = 0.0
         super().__init__(("127.0.0.1", port), _Handler)
 
     @property
@@ -54,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - the http.server naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        time.sleep(self.server.delay_s)
         status = self.server.statuses.pop(0) if self.server.statuses else 204
         self.send_response(status)
         self.send_header("Content-Length", "0")
@@ -268,3 +271,41 @@ async def test_from_a_login_over_50_percent_to_the_tenants_web_server(store: Sto
         500,
         "1000",
     )
+
+
+@pytest.mark.asyncio
+async def test_a_stop_lets_the_post_in_flight_record_its_answer(store: Store, receiver: Receiver) -> None:
+    """The receiver has the POST when the server is told to stop: the answer
+    is still recorded, so the next start does not send it again."""
+    receiver.delay_s = 0.3
+    await alert_for(store, receiver.url)
+    worker = WebhookWorker(store, poll_s=60)
+    worker.start()
+    for _ in range(100):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert len(receiver.requests) == 1
+    await worker.stop()
+    (row,) = await store.webhook_outbox()
+    assert row.delivered_ms is not None and row.next_attempt_ms is None, row
+    again = WebhookWorker(store)
+    assert await again.deliver_due() == 0
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_stop_gives_up_on_a_post_that_stays_unanswered(store: Store, receiver: Receiver) -> None:
+    receiver.delay_s = 2.0
+    await alert_for(store, receiver.url)
+    worker = WebhookWorker(store, poll_s=60, stop_grace_s=0.2)
+    worker.start()
+    for _ in range(100):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    await worker.stop()
+    assert asyncio.get_running_loop().time() - started < 1.5
+    (row,) = await store.webhook_outbox()
+    assert row.delivered_ms is None and row.next_attempt_ms is not None, "still due: sent again at the next start"
