@@ -322,6 +322,8 @@ class Server:
         trunks = await self.store.load_trunks()
         dids = await self.store.load_dids()
         self.directory.replace(tenants, devices, serial, trunks, dids)
+        log.info("provisioning serial %d loaded: %d tenants, %d devices, %d trunks",
+                 serial, len(tenants), len(devices), len(trunks))  # fmt: skip
 
     async def _start_billing(self) -> None:
         """Plan limits and usage alerts (sipcore.metering.limits), and the

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,6 +105,22 @@ class ServerProcess:
         if check and r.returncode != 0:
             raise AssertionError(f"sipcore {' '.join(args)} failed ({r.returncode}): {r.stderr}{r.stdout}")
         return r
+
+    def wait_provisioned(self, timeout: float = 15.0) -> None:
+        """Wait until the running server has loaded every provisioning change
+        committed so far: the database's serial, read now, shows up in a
+        "provisioning serial N loaded" log line.  (Counting "provisioning
+        changed" lines instead races: a reload can start between two CLI
+        commits and satisfy the count with only the first loaded.)"""
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
+            (want,) = db.execute("SELECT value FROM meta WHERE key = 'provisioning_serial'").fetchone()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            loaded = [int(m) for m in re.findall(r"provisioning serial (\d+) loaded", self.log.read_text())]
+            if loaded and max(loaded) >= int(want):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"server did not load provisioning serial {want} within {timeout}s")
 
     def start(self, timeout: float = 15.0) -> None:
         with open(self.log, "ab") as log:

@@ -34,9 +34,8 @@ def legs(server: ServerProcess, where: str = "1") -> list[sqlite3.Row]:
 
 def provisioned(server: ServerProcess, *args: str) -> None:
     """Run a provisioning command and wait until the running server reloaded after it."""
-    before = server.log.read_text().count("provisioning changed")
     server.cli(*args)
-    wait_for(lambda: server.log.read_text().count("provisioning changed") > before, what="provisioning reload")
+    server.wait_provisioned()
 
 
 def provision_pair(server: ServerProcess) -> None:

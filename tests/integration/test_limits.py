@@ -82,9 +82,7 @@ def test_free_plan_blocks_the_fifth_user_and_alerts_once(server: ServerProcess, 
     server.cli("billing", "webhook", DOMAIN, hook.url)
     for i in range(5):
         server.cli("device", "add", f"u{i}@{DOMAIN}", "--password", f"pw-u{i}")
-    before = server.log.read_text().count("provisioning changed")
-    server.cli("device", "add", f"late@{DOMAIN}", "--password", "pw-late")
-    wait_for(lambda: server.log.read_text().count("provisioning changed") > before, what="provisioning reload")
+    server.wait_provisioned()
     ports = [free_port() for _ in range(5)]
     for i in range(4):
         assert register_status(server, f"u{i}", ports[i]) == "SIP/2.0 200 OK"

@@ -32,7 +32,7 @@ def wait_for(pred, timeout: float = 5.0, what: str = "condition"):  # type: igno
 def provision(server: ServerProcess, n: int, prefix: str = "u") -> Path:
     devices, users = write_users(server.dir, n, prefix=prefix)
     server.cli("device", "import", str(devices))
-    wait_for(lambda: "provisioning changed" in server.log.read_text(), what="provisioning reload")
+    server.wait_provisioned()
     return users
 
 
@@ -110,7 +110,7 @@ def test_wrong_password_is_challenged_and_disabled_device_cannot_register(server
     r = server.sipp("register_auth.xml", "-inf", str(users), "-m", "1", "-r", "1", "-recv_timeout", "2000")
     assert r.failed == 1 and r.successful == 0
     server.cli("device", "disable", "w1@sipcore.test")
-    wait_for(lambda: server.log.read_text().count("provisioning changed") >= 2, what="reload")
+    server.wait_provisioned()
     r = server.sipp("register_auth.xml", "-inf", str(users), "-m", "3", "-r", "10", "-recv_timeout", "2000")
     assert (r.successful, r.failed) == (1, 2), r.output  # w0 wrong password, w1 disabled, w2 fine
 
