@@ -306,13 +306,24 @@ class DigestAuthenticator:
                     return True
         return False
 
+    def check_without_credentials(
+        self, realm: str, source_ip: str, now_ms: int, *, proxy: bool = False
+    ) -> Challenge | Blocked:
+        """What :meth:`check` answers a request that carries no credentials:
+        a challenge, or Blocked while `source_ip` is blocked."""
+        if self._limiter.blocked(source_ip, now_ms):
+            return _BLOCKED
+        return self._challenge(realm, now_ms, proxy, False, False, ChallengeCause.NO_CREDENTIALS)
+
     def check(self, req: Request, realm: str, source_ip: str, now_ms: int, *, proxy: bool = False) -> AuthResult:
         """Authenticate `req` for `realm` (the tenant domain) from `source_ip`
         at `now_ms` (wall clock, ms UTC).  With `proxy`, read
         Proxy-Authorization and challenge with 407 (RFC 3261 §22.3)."""
+        values = req.headers.get_all("Proxy-Authorization" if proxy else "Authorization")
+        if not values:
+            return self.check_without_credentials(realm, source_ip, now_ms, proxy=proxy)
         if self._limiter.blocked(source_ip, now_ms):
             return _BLOCKED
-        values = req.headers.get_all("Proxy-Authorization" if proxy else "Authorization")
         creds: dict[str, str] | None = None
         malformed = False
         for value in values:

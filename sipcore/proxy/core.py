@@ -170,6 +170,8 @@ class Core:
             self._reject_unparsable(data, flow, e)
             return
         if type(msg) is Request:
+            if msg.method == "REGISTER" and self._challenge_statelessly(msg, flow, now_ms):
+                return
             self.layer.receive_request(msg, flow, now)
         else:
             self.layer.receive_response(msg, flow, now)  # type: ignore[arg-type]
@@ -438,25 +440,57 @@ class Core:
         self._ruri_tenants[ruri] = tenant
         return tenant
 
-    def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+    def _register_tenant(self, req: Request) -> TenantInfo | None:
+        """The tenant a REGISTER is for: named by the Request-URI (or the To
+        host), and the To host must be its domain."""
         tenant = self._tenant_for_ruri(req)
         to_uri = req.to.uri
         if tenant is None and to_uri.is_sip:
             tenant = self.directory.tenant_by_domain(to_uri.host)
         if tenant is None or not to_uri.is_sip or to_uri.host_lower != tenant.domain.lower():
+            return None
+        return tenant
+
+    def _refusal(self, req: Request, flow: Flow, result: Challenge | Blocked) -> Response:
+        if type(result) is Challenge:
+            if result.failed:
+                log.info("%s authentication failed for %s", flow, req.to.uri.aor())
+            return self._response(req, flow, result.status, extra=self._challenges(req, result))
+        return self._response(req, flow, result.status, result.reason)
+
+    def _challenge_statelessly(self, req: Request, flow: Flow, now_ms: int) -> bool:
+        """Answer a REGISTER without credentials with no transaction (RFC 3261
+        §8.2.7): its answer is always a challenge or a refusal, which changes
+        nothing and is as cheap to repeat as to store, so a retransmission is
+        simply answered again.  This is half of every registration, and the
+        half a flood of unauthenticated requests is made of.  False: the
+        request takes the stateful path (it has credentials, matches a
+        transaction, or the server is shedding)."""
+        if self.shedding or "Authorization" in req.headers or self.layer.has_server_transaction(req):
+            return False
+        try:
+            tenant = self._register_tenant(req)
+            if tenant is None:
+                resp = self._response(req, flow, 403, "Unknown Domain")
+            else:
+                result = self.auth.check_without_credentials(tenant.domain, _failure_key(flow.host), now_ms)
+                resp = self._refusal(req, flow, result)
+        except RemoteProtocolError as e:
+            resp = self._response(req, flow, e.status or 400, f"{e.reason} ({e})"[:120])
+        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, resp.status, resp.reason)
+        self._out.append(Outgoing(resp.to_bytes(), flow))
+        return True
+
+    def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
+        tenant = self._register_tenant(req)
+        if tenant is None:
             self._respond(tx, self._response(req, flow, 403, "Unknown Domain"), now, forget=True)
             return
         result = self.auth.check(req, tenant.domain, _failure_key(flow.host), now_ms)
-        if type(result) is not Authenticated:
-            if type(result) is Challenge:
-                if result.failed:
-                    log.info("%s authentication failed for %s", flow, to_uri.aor())
-                self._respond(
-                    tx, self._response(req, flow, result.status, extra=self._challenges(req, result)), now, forget=True
-                )
-            elif type(result) is Blocked:
-                self._respond(tx, self._response(req, flow, result.status, result.reason), now, forget=True)
+        if not isinstance(result, Authenticated):
+            self._respond(tx, self._refusal(req, flow, result), now, forget=True)
             return
+        to_uri = req.to.uri
         device = self.directory.device(tenant.domain, result.username)
         if device is None:  # disabled between check and now; answer as for bad credentials
             self._respond(tx, self._response(req, flow, 403), now, forget=True)

@@ -65,6 +65,17 @@ def _sent_by_port(port: int | None, transport: str) -> int:
     return 5061 if transport.upper() in ("TLS", "WSS") else 5060
 
 
+def _server_key(req: Request, method: str) -> ServerKey:
+    """§17.2.3 key of the server transaction `req` belongs to (an ACK: the INVITE's)."""
+    branch = req.branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        port = req.via_port
+        if port is None:
+            port = _sent_by_port(port, req.via_transport)
+        return (branch, req.via_host.lower(), port, "INVITE" if method == "ACK" else method)
+    return _key_2543(req, method, req.to_tag)
+
+
 def _key_2543(req: Request, method: str, to_tag: str | None) -> ServerKey:
     """§17.2.3 matching for requests without a magic-cookie branch (RFC 2543).
 
@@ -118,19 +129,12 @@ class TransactionLayer:
         else:
             self._now = now
         method = req.method
-        branch = req.branch
         tx: ServerTransaction | None
-        if branch is not None and branch.startswith(MAGIC_COOKIE):
-            port = req.via_port
-            if port is None:
-                port = _sent_by_port(port, req.via_transport)
-            key: ServerKey = (branch, req.via_host.lower(), port, "INVITE" if method == "ACK" else method)
-            tx = self._server.get(key)
-        elif method == "ACK":
-            key = ()
+        if method == "ACK" and not (req.branch or "").startswith(MAGIC_COOKIE):
+            key: ServerKey = ()
             tx = self._match_ack_2543(req)
         else:
-            key = _key_2543(req, method, req.to_tag)
+            key = _server_key(req, method)
             tx = self._server.get(key)
         if tx is not None:
             tx.on_request(self, req, flow, now)
@@ -150,6 +154,12 @@ class TransactionLayer:
         self._server[key] = tx
         self._add_to_flow(tx)
         self._events.append(RequestReceived(tx, req, flow))
+
+    def has_server_transaction(self, req: Request) -> bool:
+        """True when `req` (not an ACK) matches a server transaction (§17.2.3):
+        a TU that answers some requests without a transaction (§8.2.7) asks
+        first, so that a retransmission still gets the transaction's answer."""
+        return _server_key(req, req.method) in self._server
 
     def _match_ack_2543(self, ack: Request) -> ServerTransaction | None:
         # §17.2.3: the ACK matches if Request-URI, From tag, Call-ID, CSeq

@@ -176,6 +176,42 @@ def test_challenges_keep_no_transaction_state() -> None:
     assert len(core.layer) == 0  # an unauthenticated flood holds no memory for Timer J
 
 
+def test_a_challenge_and_its_retransmission_are_answered_without_a_transaction() -> None:
+    core = make_core()
+    phone = Phone(core)
+    first = phone.register(branch="z9hG4bKsame")
+    phone.cseq -= 1
+    again = phone.register(branch="z9hG4bKsame")  # the retransmission: challenged afresh
+    assert first.status == again.status == 401
+    assert first.www_authenticate[0].nonce != again.www_authenticate[0].nonce
+    assert len(core.layer) == 0 and core.layer.next_timer() is None
+
+
+def test_a_request_matching_a_transaction_gets_its_answer_even_without_credentials() -> None:
+    """§17.2.3 matches on the branch, not the credentials: the stateless path
+    must not answer what a transaction already answered."""
+    core = make_core()
+    phone = Phone(core)
+    auth = phone.answer(phone.register())
+    ok = phone.register(auth=auth, branch="z9hG4bKdone")
+    assert ok.status == 200
+    phone.cseq -= 1
+    assert phone.register(branch="z9hG4bKdone").to_bytes() == ok.to_bytes()
+
+
+def test_a_malformed_to_without_credentials_gets_400_and_no_state() -> None:
+    core = make_core()
+    text = (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKbadto\r\n"
+        f"From: <sip:alice@{DOMAIN}>;tag=1\r\nTo: <sip:alice@{DOMAIN}\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    core.receive(text.encode(), PHONE, 1.0, T0_MS)
+    (out,) = core.messages_to_send()  # raw: the answer echoes the broken To, which parse() refuses
+    assert out.data.startswith(b"SIP/2.0 400 ") and b"To" in out.data.split(b"\r\n", 1)[0]
+    assert len(core.layer) == 0
+
+
 def test_other_users_aor_forbidden_and_unknown_domain() -> None:
     core = make_core()
     phone = Phone(core)

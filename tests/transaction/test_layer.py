@@ -184,3 +184,15 @@ def test_time_never_runs_backwards():
     assert layer.next_timer() == pytest.approx(10.5)
     layer.handle_timer(10.5)
     assert len([o for o in sent(layer) if o.data.startswith(b"OPTIONS")]) == 4  # 2 sends + 2 retransmissions
+
+
+@pytest.mark.parametrize("branch", ["z9hG4bKhas1", None, "rfc2543-branch"])
+def test_has_server_transaction_matches_as_receive_request_does(branch):
+    layer = new_layer()
+    req = request("REGISTER", branch=branch, ruri="sip:example.com")
+    assert not layer.has_server_transaction(req)
+    layer.receive_request(req, UDP, 0.0)
+    assert layer.has_server_transaction(request("REGISTER", branch=branch, ruri="sip:example.com", via_port=None))
+    other = "z9hG4bKhas2" if branch and branch.startswith("z9hG4bK") else branch  # 2543: CSeq tells them apart
+    assert not layer.has_server_transaction(request("REGISTER", branch=other, ruri="sip:example.com", cseq=2))
+    assert not layer.has_server_transaction(request("OPTIONS", branch=branch, ruri="sip:example.com"))
