@@ -257,19 +257,25 @@ class Server:
                 except Exception:  # never in the way of flushing the writer and closing the store
                     log.exception("unregistering from the trunks failed")
             await self.transports.stop()
+            for t in self._tasks[1:]:
+                t.cancel()  # the provisioning poll and the heartbeat: nothing may pump after the last pump
             if hasattr(self, "core"):
                 self._work_inbox()  # what came in while the trunks were unregistered: before the calls close
                 self.core.shutdown(wall_ms())
                 self._pump(self.loop.time())
+            # The last pump: a timer firing while the webhooks or the writer
+            # finish would hand the writer events after its final flush.
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = float("-inf")  # _pump arms no timer below this
             if self._alert_tasks:
                 await asyncio.gather(*self._alert_tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
-            for t in self._tasks[1:]:
-                t.cancel()
             if self.writer is not None:
-                writer, self.writer = self.writer, None
-                await writer.stop()
+                await self.writer.stop()  # still self.writer while it flushes: nothing submitted is dropped
+                self.writer = None
         finally:
             # Whatever failed above, release the database and the timer.
             if self._timer is not None:

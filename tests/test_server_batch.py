@@ -121,3 +121,31 @@ async def test_a_tcp_request_before_a_framing_error_is_answered_on_its_connectio
     await asyncio.sleep(0.05)
     await server.transports.stop()
     assert [e for e in log if isinstance(e, tuple)] == [("closed", log[-1][1])]  # one close, no reconnect
+
+
+class SlowWriter:
+    """A writer whose final flush takes a while, recording what it was handed."""
+
+    def __init__(self, server: Server, log: list[Any]) -> None:
+        self.server, self.log = server, log
+
+    async def stop(self) -> None:
+        self.log.append(("writer stopping, still the server's", self.server.writer is self))
+        await asyncio.sleep(0.1)
+        self.log.append("writer stopped")
+
+
+async def test_no_timer_fires_after_the_last_pump_while_the_writer_flushes() -> None:
+    log: list[Any] = []
+    server = Server(Config())
+    core = RecordingCore(log)
+    core.next_timer = lambda: server.loop.time() + 0.01  # type: ignore[method-assign]
+    core.handle_timer = lambda now, now_ms: log.append("timer")  # type: ignore[attr-defined]
+    server.core = core  # type: ignore[assignment]
+    server.writer = SlowWriter(server, log)  # type: ignore[assignment]
+    server._pump(server.loop.time())  # a timer armed, as in a running server
+    await server.stop()
+    assert log == ["shutdown", ("writer stopping, still the server's", True), "writer stopped"]
+    assert server.writer is None and server._timer is None
+    await asyncio.sleep(0.05)
+    assert "timer" not in log
