@@ -100,6 +100,13 @@ async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
         await s.close()
 
 
+async def until_posted(receiver: Receiver, n: int = 1, timeout_s: float = 10.0) -> None:
+    """Wait for `n` POSTs to have arrived (generous: the machine may be slow)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while len(receiver.requests) < n and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def alert_for(store: Store, url: str, pct: int = 50) -> int:
     """A tenant with a webhook and one recorded alert; the tenant's id."""
     try:
@@ -229,10 +236,7 @@ async def test_the_background_worker_delivers_when_notified(store: Store, receiv
         await asyncio.sleep(0.05)  # the first pass finds nothing
         await alert_for(store, receiver.url)
         worker.notify()  # never blocks; the worker wakes up now, not at the 60 s poll
-        for _ in range(100):
-            if receiver.requests:
-                break
-            await asyncio.sleep(0.02)
+        await until_posted(receiver)
         assert len(receiver.requests) == 1
         await asyncio.sleep(0.1)
         assert len(receiver.requests) == 1, "exactly once"
@@ -281,10 +285,7 @@ async def test_a_stop_lets_the_post_in_flight_record_its_answer(store: Store, re
     await alert_for(store, receiver.url)
     worker = WebhookWorker(store, poll_s=60)
     worker.start()
-    for _ in range(100):
-        if receiver.requests:
-            break
-        await asyncio.sleep(0.01)
+    await until_posted(receiver)
     assert len(receiver.requests) == 1
     await worker.stop()
     (row,) = await store.webhook_outbox()
@@ -300,10 +301,7 @@ async def test_a_stop_gives_up_on_a_post_that_stays_unanswered(store: Store, rec
     await alert_for(store, receiver.url)
     worker = WebhookWorker(store, poll_s=60, stop_grace_s=0.2)
     worker.start()
-    for _ in range(100):
-        if receiver.requests:
-            break
-        await asyncio.sleep(0.01)
+    await until_posted(receiver)
     started = asyncio.get_running_loop().time()
     await worker.stop()
     assert asyncio.get_running_loop().time() - started < 1.5

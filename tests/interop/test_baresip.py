@@ -144,4 +144,6 @@ def test_two_baresip_phones_call_each_other_through_the_proxy(server: ServerProc
     assert sorted(r[0] for r in rows) == ["originating", "terminating"], rows
     for _, voice_ms, reason in rows:
         assert reason == "bye_caller"
-        assert abs(voice_ms / 1000 - client_s) <= 1.0, (voice_ms, client_s)
+        # baresip prints whole seconds; the server's leg also covers the
+        # network and scheduling latency of the answer and the BYE.
+        assert client_s - 1 < voice_ms / 1000 < client_s + 1.5, (voice_ms, client_s)

@@ -157,6 +157,8 @@ def test_scale_50k_server_non_invite_transactions_expire_fast():
         assert isinstance(ev, TransactionTerminated)
         terminated += 1
     assert terminated == N
-    # measured ~0.15 s for the expiry and ~0.6 s for create+respond on the dev box
-    assert expired < 0.5, f"expiring {N} transactions took {expired:.3f}s"
-    assert created + expired < 2.0, f"create+respond+expire took {created + expired:.3f}s"
+    # A guard against quadratic expiry, not a benchmark (bench/ has those):
+    # measured ~0.15 s for the expiry and ~0.6 s for create+respond on the dev
+    # box, whose speed swings 2.5x; quadratic work on 50k would take minutes.
+    assert expired < 3.0, f"expiring {N} transactions took {expired:.3f}s"
+    assert created + expired < 12.0, f"create+respond+expire took {created + expired:.3f}s"
