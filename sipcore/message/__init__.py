@@ -20,6 +20,7 @@ from sipcore.message.model import (
     Response,
     canonical_name,
     make_response,
+    response_bytes,
 )
 from sipcore.message.uri import URI, parse_uri
 
@@ -59,6 +60,7 @@ __all__ = [
     "URI",
     "canonical_name",
     "make_response",
+    "response_bytes",
     "parse",
     "parse_uri",
     "py_parse",

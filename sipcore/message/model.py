@@ -806,3 +806,42 @@ def make_response(
     )
     resp.max_forwards = None
     return resp
+
+
+def response_bytes(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    to_tag: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    top_via: str | None = None,
+) -> bytes:
+    """``make_response(...).to_bytes()`` without the objects, for answers no
+    transaction keeps (challenges, refusals, stateless errors): the same
+    bytes (a test holds them equal on the torture corpus) at about a third
+    of the cost, which on the challenge half of every registration counts."""
+    if not 100 <= status <= 699:
+        raise LocalProtocolError(f"status {status} out of range")
+    hs = req.headers
+    by_key = hs._by_key or hs._lookup()
+    lines = [f"SIP/2.0 {status} {reason or REASONS.get(status, 'Unknown')}"]
+    vias = by_key.get("via")
+    if vias:
+        lines.append(f"Via: {vias[0] if top_via is None else top_via}")
+        for v in vias[1:]:
+            lines.append(f"Via: {v}")
+    to = _first(by_key, "to")
+    if to_tag and status > 100 and req.to_tag is None:
+        to = f"{to};tag={to_tag}"
+    lines.append(f"From: {_first(by_key, 'from')}")
+    lines.append(f"To: {to}")
+    lines.append(f"Call-ID: {_first(by_key, 'call-id')}")
+    lines.append(f"CSeq: {_first(by_key, 'cseq')}")
+    if status == 100 and "timestamp" in by_key:
+        lines.append(f"Timestamp: {by_key['timestamp'][0]}")
+    if extra:
+        for name, value in extra:
+            lines.append(f"{canonical_name(name)}: {value}")
+    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body

@@ -23,9 +23,10 @@ from sipcore.auth import Authenticated, Blocked, Challenge, DigestAuthenticator
 from sipcore.config import Config
 from sipcore.errors import RemoteProtocolError
 from sipcore.flow import Flow
-from sipcore.message import Request, Response, make_response
+from sipcore.message import Request, Response, make_response, response_bytes
 from sipcore.message.grammar import split_commas
 from sipcore.message.limits import ParserLimits
+from sipcore.message.model import REASONS
 from sipcore.metering import GaugeRecord, LegRecord, MauRecord, RegistrationMeter
 from sipcore.metering.limits import UsageGuard
 from sipcore.proxy.calls import CallProxy, CounterRecorded
@@ -305,10 +306,10 @@ class Core:
         self, req: Request, flow: Flow, status: int, reason: str, extra: list[tuple[str, str]] | None = None
     ) -> None:
         if req.method != "ACK":
-            resp = make_response(
+            data = response_bytes(
                 req, status, reason, to_tag=self._new_id(), extra=extra, top_via=self._top_via(req, flow)
             )
-            self.layer.send_stateless(resp, flow)
+            self.layer.send_stateless_bytes(data, flow)
 
     def _respond(self, tx: ServerTransaction, resp: Response, now: float, *, forget: bool = False) -> None:
         """Answer through `tx`; with `forget`, keep no state for it afterwards
@@ -451,12 +452,16 @@ class Core:
             return None
         return tenant
 
-    def _refusal(self, req: Request, flow: Flow, result: Challenge | Blocked) -> Response:
+    def _refusal(
+        self, req: Request, flow: Flow, result: Challenge | Blocked
+    ) -> tuple[int, str | None, list[tuple[str, str]] | None]:
+        """Status, reason and extra headers of the answer to a REGISTER that
+        did not authenticate."""
         if type(result) is Challenge:
             if result.failed:
                 log.info("%s authentication failed for %s", flow, req.to.uri.aor())
-            return self._response(req, flow, result.status, extra=self._challenges(req, result))
-        return self._response(req, flow, result.status, result.reason)
+            return result.status, None, self._challenges(req, result)
+        return result.status, result.reason, None
 
     def _challenge_statelessly(self, req: Request, flow: Flow, now_ms: int) -> bool:
         """Answer a REGISTER without credentials with no transaction (RFC 3261
@@ -468,17 +473,21 @@ class Core:
         transaction, or the server is shedding)."""
         if self.shedding or "Authorization" in req.headers or self.layer.has_server_transaction(req):
             return False
+        reason: str | None
+        extra = None
         try:
             tenant = self._register_tenant(req)
             if tenant is None:
-                resp = self._response(req, flow, 403, "Unknown Domain")
+                status, reason = 403, "Unknown Domain"
             else:
                 result = self.auth.check_without_credentials(tenant.domain, _failure_key(flow.host), now_ms)
-                resp = self._refusal(req, flow, result)
+                status, reason, extra = self._refusal(req, flow, result)
         except RemoteProtocolError as e:
-            resp = self._response(req, flow, e.status or 400, f"{e.reason} ({e})"[:120])
-        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, resp.status, resp.reason)
-        self._out.append(Outgoing(resp.to_bytes(), flow))
+            status, reason = e.status or 400, f"{e.reason} ({e})"[:120]
+        reason = reason or REASONS.get(status, "Unknown")
+        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, status, reason)
+        data = response_bytes(req, status, reason, to_tag=self._new_id(), extra=extra, top_via=self._top_via(req, flow))
+        self.layer.send_stateless_bytes(data, flow)
         return True
 
     def _on_register(self, tx: ServerTransaction, req: Request, flow: Flow, now: float, now_ms: int) -> None:
@@ -488,7 +497,8 @@ class Core:
             return
         result = self.auth.check(req, tenant.domain, _failure_key(flow.host), now_ms)
         if not isinstance(result, Authenticated):
-            self._respond(tx, self._refusal(req, flow, result), now, forget=True)
+            status, reason, extra = self._refusal(req, flow, result)
+            self._respond(tx, self._response(req, flow, status, reason, extra), now, forget=True)
             return
         to_uri = req.to.uri
         device = self.directory.device(tenant.domain, result.username)

@@ -288,6 +288,10 @@ class TransactionLayer:
         """Queue `msg` with no transaction (the 2xx ACK, a stateless 400/503)."""
         self._out.append(Outgoing(msg.to_bytes(), flow))
 
+    def send_stateless_bytes(self, data: bytes, flow: Flow) -> None:
+        """Queue a message already serialized, with no transaction."""
+        self._out.append(Outgoing(data, flow))
+
     def cancel_target(self, cancel: Request) -> ServerTransaction | None:
         """The server INVITE transaction a CANCEL names (§9.2): matched with the
         §17.2.3 rules as if the CANCEL were the INVITE."""

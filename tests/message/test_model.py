@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sipcore.errors import HeaderTooLong, MessageTooLarge, ParseError, TooManyHeaders
-from sipcore.message import Request, Response, make_response
+from sipcore.errors import HeaderTooLong, LocalProtocolError, MessageTooLarge, ParseError, TooManyHeaders
+from sipcore.message import Request, Response, make_response, response_bytes
 from sipcore.message.limits import ParserLimits
 
 from ..conftest import TESTDATA
@@ -201,3 +201,46 @@ def test_default_size_limit_is_513(parser: Any) -> None:
 def test_bad_input_is_a_parse_error(parser: Any, bad: bytes) -> None:
     with pytest.raises(ParseError):
         parser(bad)
+
+
+def _corpus_requests(parser: Any) -> list[Request]:
+    out = []
+    for path in sorted(TESTDATA.glob("**/*.dat")) + sorted(TESTDATA.glob("bench-corpus/*.sip")):
+        try:
+            msg = parser(path.read_bytes())
+        except Exception:
+            continue  # rejected by the parser: never answered with a built response
+        if isinstance(msg, Request):
+            out.append(msg)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "to_tag", "extra", "body", "top_via"),
+    [
+        (401, None, "t1", [("WWW-Authenticate", 'Digest realm="x", nonce="n", algorithm=MD5, qop="auth"')], b"", None),
+        (200, "OK", "t2", [("contact", "<sip:a@b>;expires=60"), ("Date", "Sun, 22 Nov 2026 08:00:00 GMT")], b"", "V"),
+        (100, None, "t3", None, b"", None),
+        (503, "Overloaded", None, [("Retry-After", "7")], b"", "SIP/2.0/UDP h;received=1.2.3.4;rport=9"),
+        (488, "Not Acceptable Here", "t4", [("Content-Type", "application/sdp")], b"v=0\r\n", None),
+        (606, "D\u00e9cline", "t5", [("X-Custom", "caf\u00e9")], b"", None),
+    ],
+)
+def test_response_bytes_are_make_responses_bytes_on_the_corpus(
+    parser: Any, status: int, reason: str | None, to_tag: str | None, extra: Any, body: bytes, top_via: str | None
+) -> None:
+    reqs = _corpus_requests(parser)
+    assert len(reqs) > 40
+    for req in reqs:
+        want = make_response(req, status, reason, to_tag=to_tag, extra=extra, body=body, top_via=top_via).to_bytes()
+        assert response_bytes(req, status, reason, to_tag=to_tag, extra=extra, body=body, top_via=top_via) == want
+
+
+def test_response_bytes_refuses_a_status_make_response_refuses(parser: Any) -> None:
+    req = parser(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:c@d>;tag=1\r\n"
+                 b"To: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+    for status in (99, 700):
+        with pytest.raises(LocalProtocolError):
+            make_response(req, status)
+        with pytest.raises(LocalProtocolError):
+            response_bytes(req, status)
