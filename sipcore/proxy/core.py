@@ -516,7 +516,10 @@ class Core:
         outcome = self.registrar.register(
             req, aor, flow, tenant.id, device.device_id, now_ms, self._new_id(), self._top_via(req, flow)
         )
-        self._respond(tx, outcome.response, now)
+        answer = outcome.answer
+        reason = answer.reason or REASONS.get(answer.status, "Unknown")
+        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, answer.status, reason)
+        self.layer.respond_wire(tx, answer.status, answer.to_bytes(), now)
         if outcome.upserts or outcome.removed:
             self._bindings_changed(tuple(outcome.upserts), tuple(outcome.removed), now_ms)
 

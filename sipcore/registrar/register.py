@@ -16,7 +16,7 @@ from email.utils import formatdate
 
 from sipcore.config import RegistrarConfig
 from sipcore.flow import Flow
-from sipcore.message import Request, Response, make_response
+from sipcore.message import Request, Response, make_response, response_bytes
 from sipcore.message.grammar import format_params
 from sipcore.message.headers import NameAddr
 from sipcore.registrar.location import Binding, LocationService, contact_key
@@ -34,11 +34,36 @@ def _http_date(second: int) -> str:
     return _date_cache[1]
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The response to `req`, described rather than built: the core sends
+    :meth:`to_bytes` (no Response object on the way to the wire), tests and
+    tools read :meth:`build`."""
+
+    req: Request
+    status: int
+    reason: str | None
+    extra: list[tuple[str, str]] | None
+    to_tag: str
+    top_via: str | None
+
+    def to_bytes(self) -> bytes:
+        return response_bytes(self.req, self.status, self.reason, self.to_tag, self.extra, top_via=self.top_via)
+
+    def build(self) -> Response:
+        return make_response(self.req, self.status, self.reason, self.to_tag, self.extra, top_via=self.top_via)
+
+
 @dataclass(slots=True)
 class RegisterOutcome:
-    response: Response
+    answer: Answer
     upserts: list[Binding] = field(default_factory=list)
     removed: list[Binding] = field(default_factory=list)
+
+    @property
+    def response(self) -> Response:
+        """The answer as a Response object."""
+        return self.answer.build()
 
 
 def _option_tags(req: Request, name: str) -> set[str]:
@@ -91,8 +116,8 @@ class Registrar:
         (with received/rport, RFC 3581), or None to copy it unchanged."""
         cfg = self.config
 
-        def reply(status: int, reason: str | None = None, extra: list[tuple[str, str]] | None = None) -> Response:
-            return make_response(req, status, reason, to_tag=to_tag, extra=extra, top_via=top_via)
+        def reply(status: int, reason: str | None = None, extra: list[tuple[str, str]] | None = None) -> Answer:
+            return Answer(req, status, reason, extra, to_tag, top_via)
 
         unsupported = _option_tags(req, "Require") - SUPPORTED_EXTENSIONS
         if unsupported:
@@ -172,7 +197,7 @@ class Registrar:
             upserts.append(b)
         return RegisterOutcome(self._ok(req, aor, now_ms, to_tag, top_via), upserts, removed)
 
-    def _ok(self, req: Request, aor: str, now_ms: int, to_tag: str, top_via: str | None) -> Response:
+    def _ok(self, req: Request, aor: str, now_ms: int, to_tag: str, top_via: str | None) -> Answer:
         extra: list[tuple[str, str]] = []
         bindings = self.location.lookup(aor, now_ms)
         for b in bindings:
@@ -183,4 +208,4 @@ class Registrar:
         if "outbound" in supported and _outbound_applies(req) and any(b.reg_id is not None for b in bindings):
             extra.append(("Require", "outbound"))  # RFC 5626 §6: the registrar applied outbound processing
         extra.append(("Date", _http_date(now_ms // 1000)))
-        return make_response(req, 200, to_tag=to_tag, extra=extra, top_via=top_via)
+        return Answer(req, 200, None, extra, to_tag, top_via)

@@ -234,6 +234,18 @@ class TransactionLayer:
             self._now = now
         tx.on_response(self, resp, now)
 
+    def respond_wire(self, tx: ServerTransaction, status: int, data: bytes, now: float) -> None:
+        """:meth:`respond` with the response already serialized (`status` is
+        its status code), for non-INVITE server transactions: the INVITE
+        machine keeps its Response to match the ACK (§17.2.3)."""
+        if not tx.is_server or tx.is_invite:
+            raise LocalProtocolError(f"respond_wire() is for non-INVITE server transactions, not {tx!r}")
+        if now < self._now:
+            now = self._now
+        else:
+            self._now = now
+        tx.on_wire_response(self, status, data, now)
+
     def respond_and_forget(self, tx: ServerTransaction, resp: Response, now: float) -> None:
         """Send a final response and drop the transaction at once.
 

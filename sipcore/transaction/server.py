@@ -81,17 +81,21 @@ class ServerTransaction(Transaction):
         """The TU passed a response down."""
         raise NotImplementedError
 
+    def on_wire_response(self, layer: TransactionLayer, status: int, data: bytes, now: float) -> None:
+        """The TU passed a response down already serialized (non-INVITE only)."""
+        raise NotImplementedError
+
     def _send_response(self, layer: TransactionLayer, resp: Response) -> None:
         data = resp.to_bytes()
         self._wire = data
         self.last_response = resp
         layer._send(data, self.flow)
 
-    def _discard(self, resp: Response) -> None:
+    def _discard(self, status: int) -> None:
         # §17.2.1/§17.2.2: "Any other final responses passed by the TU to the
         # server transaction MUST be discarded while in the Completed state."
         # The same holds for anything sent after the final response.
-        _log.debug("%r: discarding %d from the TU", self, resp.status)
+        _log.debug("%r: discarding %d from the TU", self, status)
 
 
 class ServerInviteTransaction(ServerTransaction):
@@ -156,7 +160,7 @@ class ServerInviteTransaction(ServerTransaction):
             # a proxy) passed down in Accepted go to the transport.
             self._send_response(layer, resp)
         else:
-            self._discard(resp)
+            self._discard(resp.status)
 
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:
         if letter == "G":
@@ -194,12 +198,24 @@ class ServerNonInviteTransaction(ServerTransaction):
             layer._send(self._wire, self.flow)
 
     def on_response(self, layer: TransactionLayer, resp: Response, now: float) -> None:
+        if self.state is not TRYING and self.state is not PROCEEDING:
+            self._discard(resp.status)
+            return
+        self.on_wire_response(layer, resp.status, resp.to_bytes(), now)
+        if resp.status < 200:
+            self.last_response = resp
+
+    def on_wire_response(self, layer: TransactionLayer, status: int, data: bytes, now: float) -> None:
+        """:meth:`on_response` with the response already serialized (a TU that
+        builds its answers as bytes: no Response object to keep or drop)."""
         state = self.state
         if state is not TRYING and state is not PROCEEDING:
-            self._discard(resp)
+            self._discard(status)
             return
-        self._send_response(layer, resp)
-        if resp.status < 200:
+        self._wire = data
+        self.last_response = None
+        layer._send(data, self.flow)
+        if status < 200:
             if state is TRYING:
                 self._set_state(PROCEEDING)
             return
@@ -212,7 +228,6 @@ class ServerNonInviteTransaction(ServerTransaction):
             # response cuts a completed transaction from ~6.5 KB to ~1 KB,
             # which is what lets a registrar hold 32 s of traffic in memory.
             self.request = self.request.without_parsed_state()
-            self.last_response = None
             self._life = layer._arm(self, "J", layer._t64, now)
 
     def on_timer(self, layer: TransactionLayer, letter: str, now: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sipcore.errors import LocalProtocolError
 from sipcore.message import make_response, parse
 from sipcore.transaction import (
     RequestReceived,
@@ -140,3 +141,29 @@ def test_respond_after_termination_is_discarded():
     sent(layer)
     layer.respond(tx, make_response(req, 200), 0.1)
     assert sent(layer) == [] and tx.state is State.TERMINATED
+
+
+@pytest.mark.parametrize("flow", [UDP, TCP])
+def test_an_answer_passed_down_as_bytes_walks_the_same_states(flow):
+    layer = new_layer()
+    tx, req = _open(layer, "REGISTER", flow=flow, now=1.0)
+    ok = make_response(req, 200, to_tag="t1").to_bytes()
+    layer.respond_wire(tx, 200, ok, 1.1)
+    assert [o.data for o in sent(layer)] == [ok] and tx.last_response is None
+    if flow.reliable:
+        assert tx.state is State.TERMINATED and len(layer) == 0  # Timer J = 0
+        return
+    assert tx.state is State.COMPLETED
+    layer.receive_request(request("REGISTER"), UDP, 2.0)  # a retransmission: the same bytes again
+    assert [o.data for o in sent(layer)] == [ok]
+    layer.respond_wire(tx, 500, b"SIP/2.0 500 Late\r\n\r\n", 2.1)  # after the final answer: discarded
+    assert sent(layer) == []
+    run_timers(layer, 1.1 + T64)
+    assert tx.state is State.TERMINATED and len(layer) == 0
+
+
+def test_respond_wire_is_not_for_invite_transactions():
+    layer = new_layer()
+    tx, req = _open(layer, "INVITE")
+    with pytest.raises(LocalProtocolError):
+        layer.respond_wire(tx, 200, b"SIP/2.0 200 OK\r\n\r\n", 0.1)
