@@ -302,6 +302,9 @@ class Headers:
         return b"".join(out)
 
 
+_MISSING: Any = object()
+
+
 def _dec(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
@@ -449,11 +452,12 @@ class Message:
         cache = self._cache
         if cache is None:
             cache = self._cache = {}
-        try:
-            return cache[key]
-        except KeyError:
+        # get() with a sentinel, not try/except KeyError: the first access of
+        # each typed value is a miss, and raising costs more than the parse.
+        val = cache.get(key, _MISSING)
+        if val is _MISSING:
             val = cache[key] = build()
-            return val
+        return val
 
     # --- typed accessors (parsed on first use; ParseError if malformed) ------
     @property
