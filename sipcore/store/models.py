@@ -1,8 +1,9 @@
-"""Rows the store returns and accepts (frozen dataclasses; times in ms UTC)."""
+"""Rows the store returns and accepts (immutable; times in ms UTC)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,12 @@ class CredentialRow:
     enabled: bool
 
 
-@dataclass(frozen=True, slots=True)
-class BindingRow:
-    """One Contact binding of an address-of-record (RFC 3261 §10.3), as stored."""
+class BindingRow(NamedTuple):
+    """One Contact binding of an address-of-record (RFC 3261 §10.3), as stored.
+
+    A NamedTuple, unlike the other rows: one is built on the packet thread
+    for every registration, and a frozen dataclass of 17 fields costs four
+    times as much to build."""
 
     aor: str
     contact: str

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from sipcore.store import BindingRow, ConstraintViolation, NotFound, Store
@@ -60,7 +58,7 @@ async def test_upsert_replaces_and_delete_removes(db: Store) -> None:
     b1 = binding("sip:alice@example.com", "<sip:a@192.0.2.1>", t.id, d.id, T0 + 60_000)
     b2 = binding("sip:alice@example.com", "<sip:a@192.0.2.2>", t.id, d.id, T0 + 60_000)
     await db.save_bindings([b1, b2], [])
-    refreshed = dataclasses.replace(b1, expires_ms=T0 + 120_000, cseq=2)
+    refreshed = b1._replace(expires_ms=T0 + 120_000, cseq=2)
     await db.save_bindings([refreshed], [(b2.aor, b2.contact), ("sip:nobody@example.com", "<sip:x>")])
     assert await db.list_bindings(now_ms=T0) == [refreshed]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -71,7 +70,7 @@ async def test_a_batch_coalesces_per_key(db: Store) -> None:
     await db.save_bindings([old], [])
     w = BatchWriter(db)
     v1 = _b(tid, did, 1, cseq=1)
-    v2 = dataclasses.replace(v1, cseq=2)
+    v2 = v1._replace(cseq=2)
     w.submit_bindings([v1], [])
     w.submit_bindings([v2], [])  # last upsert wins
     w.submit_bindings([], [(v1.aor, "<sip:a@192.0.2.2>")])
