@@ -49,18 +49,18 @@ def _messages(n: int) -> list[bytes]:
 
 def work_transaction(n: int, setup: int) -> None:
     from sipcore.flow import Flow
-    from sipcore.message import make_response, parse
+    from sipcore.message import parse, response_bytes
     from sipcore.transaction import TimerConfig, TransactionLayer
 
     layer = TransactionLayer(TimerConfig(), new_branch=lambda: "z9hG4bKx")
     flow = Flow("udp", "127.0.0.1", 5061, 1)
     reqs = [parse(m) for m in _messages(setup)]
-    resps = [make_response(r, 200, to_tag="t") for r in reqs]
+    answers = [response_bytes(r, 200, to_tag="t") for r in reqs]  # as the registrar answers: bytes
     _tune_gc()
     for i in range(n):
         layer.receive_request(reqs[i], flow, 1.0)
         ev = layer.next_event()
-        layer.respond(ev.tx, resps[i], 1.0)  # type: ignore[union-attr]
+        layer.respond_wire(ev.tx, 200, answers[i], 1.0)  # type: ignore[union-attr]
         layer.messages_to_send()
     layer.handle_timer(1.0 + 64 * 0.5)  # Timer J
     while layer.next_event() is not None:
