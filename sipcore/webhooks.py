@@ -191,27 +191,27 @@ class WebhookWorker:
         self._stopping = True
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.stop_grace_s)
-        except TimeoutError:
-            log.warning("webhook delivery still busy after %g s: stopped; unanswered POSTs are sent again at start",
-                        self.stop_grace_s)  # fmt: skip
-        except asyncio.CancelledError:
+            done, _ = await asyncio.wait({task}, timeout=self.stop_grace_s)
+        except asyncio.CancelledError:  # our caller was cancelled: so is the worker
             task.cancel()
             raise
-        except Exception:  # the worker died: the server's stop must still flush and close the store
-            log.exception("webhook delivery failed")
-        if not task.done():
+        if not done:
+            log.warning("webhook delivery still busy after %g s: stopped; unanswered POSTs are sent again at start",
+                        self.stop_grace_s)  # fmt: skip
             task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        # Never raises: whatever became of the worker, the server's stop must
+        # go on to flush the writer and close the store.
+        await asyncio.gather(task, return_exceptions=True)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery had stopped on an error: %r", task.exception())
 
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
             try:
                 await self.deliver_due()
+                if self._stopping:
+                    return
                 due = await self.store.next_webhook_due_ms()
             except SipcoreError as e:  # the store is busy or gone for a moment: try again later
                 log.warning("webhook outbox: %s", e)

@@ -307,3 +307,25 @@ async def test_a_stop_gives_up_on_a_post_that_stays_unanswered(store: Store, rec
     assert asyncio.get_running_loop().time() - started < 1.5
     (row,) = await store.webhook_outbox()
     assert row.delivered_ms is None and row.next_attempt_ms is not None, "still due: sent again at the next start"
+
+
+@pytest.mark.asyncio
+async def test_a_stop_does_not_raise_when_the_worker_died_on_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    """The server's stop goes on to flush its writer and close the store."""
+
+    class Broken:
+        async def due_webhooks(self, now_ms: int) -> list[Any]:
+            raise RuntimeError("a bug")
+
+        def now_ms(self) -> int:
+            return T0
+
+    worker = WebhookWorker(Broken(), poll_s=60)  # type: ignore[arg-type]
+    task = worker.start()
+    for _ in range(100):
+        if task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert task.done()
+    await worker.stop()
+    assert "stopped on an error" in caplog.text
