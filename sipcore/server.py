@@ -192,6 +192,7 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
+        self._timer_at = float("inf")  # a stop() before left it at -inf
         self.store = await Store.open(cfg.store.path)
         recovered = await self.store.recover_open_legs()
         if recovered:
@@ -210,6 +211,10 @@ class Server:
             await self._ensure_demo()
         await self._reload_directory()
         await self._start_billing()
+        # "serial N loaded" is written once everything that depends on the
+        # provisioning (the directory, the plan guard) has it: tests and
+        # operators wait for it.
+        log.info("provisioning serial %d loaded: %d devices", self.directory.serial, len(self.directory))
         rows = await self.store.load_bindings(wall_ms())
         self.core.restore_bindings([row_to_binding(r) for r in rows])
         self.writer = BatchWriter(self.store, cfg.store.flush_interval_ms)
@@ -273,6 +278,8 @@ class Server:
                 await asyncio.gather(*self._alert_tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
+            if self._alert_tasks:  # raised by a connection closed late (its on_closed pumps once more)
+                await asyncio.gather(*self._alert_tasks, return_exceptions=True)
             if self.writer is not None:
                 await self.writer.stop()  # still self.writer while it flushes: nothing submitted is dropped
                 self.writer = None
@@ -328,8 +335,6 @@ class Server:
         trunks = await self.store.load_trunks()
         dids = await self.store.load_dids()
         self.directory.replace(tenants, devices, serial, trunks, dids)
-        log.info("provisioning serial %d loaded: %d tenants, %d devices, %d trunks",
-                 serial, len(tenants), len(devices), len(trunks))  # fmt: skip
 
     async def _start_billing(self) -> None:
         """Plan limits and usage alerts (sipcore.metering.limits), and the
@@ -348,6 +353,7 @@ class Server:
         self.webhooks = WebhookWorker(
             self.store,
             timeout_s=b.webhook_timeout_s,
+            stop_grace_s=b.webhook_timeout_s,  # a POST in flight at a stop gets its whole timeout to be answered
             backoff_ms=b.webhook_backoff_ms,
             max_backoff_ms=b.webhook_max_backoff_ms,
             max_attempts=b.webhook_max_attempts,
@@ -400,7 +406,9 @@ class Server:
                     dropped = self.core.provisioning_changed(wall_ms())
                     self._pump(self.loop.time())
                     log.info(
-                        "provisioning changed: %d devices loaded, %d bindings of removed or disabled devices dropped",
+                        "provisioning changed: serial %d loaded: %d devices, %d bindings of removed or disabled"
+                        " devices dropped",
+                        self.directory.serial,
                         len(self.directory),
                         dropped,
                     )

@@ -109,14 +109,15 @@ class ServerProcess:
     def wait_provisioned(self, timeout: float = 15.0) -> None:
         """Wait until the running server has loaded every provisioning change
         committed so far: the database's serial, read now, shows up in a
-        "provisioning serial N loaded" log line.  (Counting "provisioning
-        changed" lines instead races: a reload can start between two CLI
-        commits and satisfy the count with only the first loaded.)"""
+        "serial N loaded" log line (written once the directory and the plan
+        guard have it).  Counting "provisioning changed" lines instead races:
+        a reload can start between two CLI commits and satisfy the count with
+        only the first loaded."""
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as db:
             (want,) = db.execute("SELECT value FROM meta WHERE key = 'provisioning_serial'").fetchone()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            loaded = [int(m) for m in re.findall(r"provisioning serial (\d+) loaded", self.log.read_text())]
+            loaded = [int(m) for m in re.findall(r"serial (\d+) loaded", self.log.read_text())]
             if loaded and max(loaded) >= int(want):
                 return
             time.sleep(0.05)
