@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sipcore.auth import compute_ha1
-from sipcore.config import Config
+from sipcore.config import Config, ServerConfig
 from sipcore.flow import Flow
 from sipcore.message import Response, parse
 from sipcore.proxy.core import BindingsChanged, Core, UsageRecorded
@@ -185,6 +185,19 @@ def test_a_challenge_and_its_retransmission_are_answered_without_a_transaction()
     assert first.status == again.status == 401
     assert first.www_authenticate[0].nonce != again.www_authenticate[0].nonce
     assert len(core.layer) == 0 and core.layer.next_timer() is None
+
+
+def test_a_full_transaction_table_stops_registrations_but_not_challenges() -> None:
+    """Challenges keep no state, so they go on when the table is full (they
+    used to get 503); what would need a transaction still gets 503."""
+    core = make_core(Config(server=ServerConfig(max_transactions=1)))
+    alice = Phone(core)
+    assert alice.register(auth=alice.answer(alice.register())).status == 200  # its transaction: Timer J
+    bob = Phone(core, user="bob", password="pw")
+    challenge = bob.register()
+    assert challenge.status == 401
+    refused = bob.register(auth=bob.answer(challenge))
+    assert (refused.status, refused.headers.get("Retry-After")) == (503, "5")
 
 
 def test_a_request_matching_a_transaction_gets_its_answer_even_without_credentials() -> None:
