@@ -12,23 +12,23 @@ writes that change nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sipcore.metering.months import MonthClock
 
 CONNECTIONS_PEAK = "connections.peak"
 
 
-@dataclass(frozen=True, slots=True)
-class MauRecord:
+# Rows, as the store's BindingRow: NamedTuples, since one or two are built
+# for every registration and a frozen dataclass costs three times as much.
+class MauRecord(NamedTuple):
     tenant_id: int
     month: str
     device_id: int
     first_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class GaugeRecord:
+class GaugeRecord(NamedTuple):
     tenant_id: int
     month: str
     metric: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import NamedTuple
 
 from sipcore.config import RegistrarConfig
 from sipcore.flow import Flow
@@ -34,11 +35,10 @@ def _http_date(second: int) -> str:
     return _date_cache[1]
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """The response to `req`, described rather than built: the core sends
     :meth:`to_bytes` (no Response object on the way to the wire), tests and
-    tools read :meth:`build`."""
+    tools read :meth:`build`.  A NamedTuple: one is made per REGISTER."""
 
     req: Request
     status: int
