@@ -41,6 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit  # noqa: E402
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
+# str hashes are randomized per process, and with them every dict's probe
+# sequence: a fixed seed keeps the count the same from run to run.
+FIXED_HASH = {**os.environ, "PYTHONHASHSEED": "0"}
 _NONCE = re.compile(rb'nonce="([^"]+)"')
 
 
@@ -142,7 +145,7 @@ def _tune_gc() -> None:
 def count(flow: str, n: int) -> int:
     """Instructions of one worker process doing `n` of `flow`."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-    proc = subprocess.run([*cmd, "--worker", flow, "--users", str(n)], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, "--worker", flow, "--users", str(n)], capture_output=True, text=True, env=FIXED_HASH)
     m = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or m is None:
         raise SystemExit(f"valgrind run of {flow} x{n} failed:\n{proc.stderr[-2000:]}")

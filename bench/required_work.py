@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit  # noqa: E402
-from instructions import _COLLECTED, _tune_gc, work_parse  # noqa: E402
+from instructions import _COLLECTED, FIXED_HASH, _tune_gc, work_parse  # noqa: E402
 
 T0_MS = 1_790_000_000_000
 
@@ -130,7 +130,7 @@ PARTS: dict[str, Callable[[int, int], None]] = {
 def count(part: str, n: int, setup: int) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
     proc = subprocess.run([*cmd, "--worker", part, "--users", str(n), "--setup", str(setup)],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True, env=FIXED_HASH)  # fmt: skip
     m = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or m is None:
         raise SystemExit(f"valgrind run of {part} x{n} failed:\n{proc.stderr[-2000:]}")
