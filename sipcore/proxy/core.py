@@ -89,6 +89,11 @@ _PROXIED = frozenset(
 )
 
 
+def _log_answer(flow: Flow, req: Request, status: int, reason: str | None) -> None:
+    """The access-log line of an answer the core sends (None: the status's usual reason)."""
+    access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, status, reason or REASONS.get(status, "Unknown"))
+
+
 def _failure_key(host: str) -> str:
     """Failed logins are counted per source: an IPv4 address, or an IPv6 /64,
     since one host usually owns a whole /64 and could otherwise rotate through
@@ -315,7 +320,7 @@ class Core:
         """Answer through `tx`; with `forget`, keep no state for it afterwards
         (answers that change nothing: challenges, refusals, OPTIONS), so that
         unauthenticated traffic cannot fill the transaction table."""
-        access.info("%s %s %s -> %d %s", tx.flow, tx.request.method, tx.request.ruri, resp.status, resp.reason)
+        _log_answer(tx.flow, tx.request, resp.status, resp.reason)
         if forget and not tx.is_invite:
             self.layer.respond_and_forget(tx, resp, now)
         else:
@@ -484,8 +489,7 @@ class Core:
                 status, reason, extra = self._refusal(req, flow, result)
         except RemoteProtocolError as e:
             status, reason = e.status or 400, f"{e.reason} ({e})"[:120]
-        reason = reason or REASONS.get(status, "Unknown")
-        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, status, reason)
+        _log_answer(flow, req, status, reason)
         data = response_bytes(req, status, reason, to_tag=self._new_id(), extra=extra, top_via=self._top_via(req, flow))
         self.layer.send_stateless_bytes(data, flow)
         return True
@@ -517,8 +521,7 @@ class Core:
             req, aor, flow, tenant.id, device.device_id, now_ms, self._new_id(), self._top_via(req, flow)
         )
         answer = outcome.answer
-        reason = answer.reason or REASONS.get(answer.status, "Unknown")
-        access.info("%s %s %s -> %d %s", flow, req.method, req.ruri, answer.status, reason)
+        _log_answer(flow, req, answer.status, answer.reason)
         self.layer.respond_wire(tx, answer.status, answer.to_bytes(), now)
         if outcome.upserts or outcome.removed:
             self._bindings_changed(tuple(outcome.upserts), tuple(outcome.removed), now_ms)
