@@ -56,13 +56,16 @@ class Binding:
 class LocationService:
     """AOR -> bindings, with lazy expiry through a heap of deadlines."""
 
-    __slots__ = ("_by_aor", "_heap", "_count", "_per_tenant", "max_bindings")
+    __slots__ = ("_by_aor", "_heap", "_count", "_per_tenant", "_flows", "max_bindings")
 
     def __init__(self, max_bindings: int = 1_000_000) -> None:
         self._by_aor: dict[str, dict[str, Binding]] = {}
         self._heap: list[tuple[int, str, str]] = []
         self._count = 0
         self._per_tenant: dict[int, int] = {}
+        self._flows: dict[Flow, list[int]] = {}
+        """flow -> [tenant of its latest binding, bindings on it]: whose device
+        a message sent over the flow goes to (signaling.bytes_out)."""
         self.max_bindings = max_bindings
 
     def __len__(self) -> int:
@@ -84,7 +87,14 @@ class LocationService:
             self._count += 1
         else:
             self._per_tenant[old.tenant_id] -= 1
+            self._unflow(old.flow)
         self._per_tenant[b.tenant_id] = self._per_tenant.get(b.tenant_id, 0) + 1
+        ref = self._flows.get(b.flow)
+        if ref is None:
+            self._flows[b.flow] = [b.tenant_id, 1]
+        else:  # a refresh over the same flow, or another binding sharing it
+            ref[0] = b.tenant_id
+            ref[1] += 1
         table[b.key] = b
         heapq.heappush(self._heap, (b.expires_ms, b.aor, b.key))
 
@@ -95,9 +105,22 @@ class LocationService:
         b = table.pop(key)
         self._count -= 1
         self._per_tenant[b.tenant_id] -= 1
+        self._unflow(b.flow)
         if not table:
             del self._by_aor[aor]
         return b
+
+    def _unflow(self, flow: Flow) -> None:
+        ref = self._flows[flow]
+        ref[1] -= 1
+        if not ref[1]:
+            del self._flows[flow]
+
+    def tenant_of_flow(self, flow: Flow) -> int | None:
+        """The tenant whose device is registered over `flow` (of the latest
+        binding when devices of two tenants share it), or None."""
+        ref = self._flows.get(flow)
+        return ref[0] if ref is not None else None
 
     def expire(self, now_ms: int) -> list[Binding]:
         """Remove every binding whose expiry has passed; returns them."""
