@@ -29,6 +29,7 @@ from sipcore.message.limits import ParserLimits
 from sipcore.message.model import REASONS
 from sipcore.metering import GaugeRecord, LegRecord, MauRecord, RegistrationMeter
 from sipcore.metering.limits import UsageGuard
+from sipcore.metering.sent import BYTES_OUT, SentBytesMeter
 from sipcore.proxy.calls import CallProxy, CounterRecorded
 from sipcore.proxy.directory import Directory, TenantInfo
 from sipcore.proxy.routing import ProxyAddress, RouteSigner
@@ -153,6 +154,7 @@ class Core:
         self.location = LocationService(config.registrar.max_bindings)
         self.registrar = Registrar(config.registrar, self.location, random)
         self.meter = RegistrationMeter(directory.timezone_of)
+        self.sent = SentBytesMeter(self.location.tenant_of_flow, self._trunk_tenant)
         self._ruri_tenants: dict[str, TenantInfo | None] = {}
         self._ruri_serial = -1
         self._events: deque[CoreEvent] = deque()  # the edge may drain a whole batch's events at once
@@ -228,7 +230,26 @@ class Core:
         if self._out:
             out = self._out + out
             self._out = []
+        if out:
+            self._meter_sent(out)
         return out
+
+    def _meter_sent(self, out: list[Outgoing]) -> None:
+        """signaling.bytes_out of this batch: one counter event per tenant."""
+        sent = self.sent
+        sent.count(out)
+        now_ms = self._clock[1]
+        if not sent or not now_ms:  # no wall clock yet: kept for the next batch
+            return
+        guard = self.guard
+        for tenant_id, n in sent.drain():
+            self._events.append(CounterRecorded(tenant_id, self.meter.month(tenant_id, now_ms), BYTES_OUT, n))
+            if guard is not None:
+                guard.record(tenant_id, BYTES_OUT, n, now_ms)
+
+    def _trunk_tenant(self, host: str, port: int) -> int | None:
+        trunk = self.directory.trunk_by_source(host, port)
+        return trunk.tenant_id if trunk is not None else None
 
     def next_event(self) -> CoreEvent | None:
         return self._events.popleft() if self._events else None
@@ -266,11 +287,13 @@ class Core:
 
     def shutdown(self, now_ms: int) -> None:
         """Clean stop: calls still up are closed (their legs end now)."""
+        self._clock = (self._clock[0], now_ms)
         self.proxy.shutdown(now_ms)
 
     def unregister_trunks(self, now: float, now_ms: int) -> bool:
         """Clean stop, before the transports close: unregister from the trunks
         registered with; True while their answers are awaited."""
+        self._clock = (now, now_ms)
         return self.proxy.upstream.unregister_all(now, now_ms)
 
     # --- dispatch -----------------------------------------------------------------

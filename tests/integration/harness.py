@@ -201,10 +201,11 @@ def write_users(workdir: Path, n: int, domain: str = "sipcore.test", prefix: str
     return devices, users
 
 
-def register_from(server_port: int, local_port: int, user: str, password: str, domain: str = "sipcore.test") -> None:
+def register_from(server_port: int, local_port: int, user: str, password: str, domain: str = "sipcore.test") -> int:
     """REGISTER `user` with digest from 127.0.0.1:`local_port`, so that calls to
     it go to whatever listens on that port afterwards (a SIPp UAS): sipcore
-    routes to the flow a binding registered from, not to its Contact."""
+    routes to the flow a binding registered from, not to its Contact.
+    Returns the size of the 200 OK."""
     import hashlib
 
     call_id = f"reg-{user}-{uuid.uuid4().hex[:10]}"
@@ -237,6 +238,7 @@ def register_from(server_port: int, local_port: int, user: str, password: str, d
         )
         ok = send(2, auth).decode()
         assert " 200 " in ok.split("\r\n", 1)[0], ok
+        return len(ok.encode())
 
 
 class SippBackground:

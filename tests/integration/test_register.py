@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ServerProcess, sip_options, write_users
+from .harness import ServerProcess, free_port, register_from, sip_options, write_users
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,30 @@ def test_sipp_1000_users_register_with_digest(server: ServerProcess) -> None:
     m = usage(server)
     assert m["mau"] == 1000 and m["connections.peak"] == 1000
     assert m["devices.provisioned.peak"] == 1001  # + the demo device
+
+
+def test_bytes_sent_to_a_registered_device_are_metered(server: ServerProcess) -> None:
+    provision(server, 1)
+    port = free_port()
+    sent = register_from(server.port, port, "u0", "pw-u0-x")  # the 401 before it went to nobody's device yet
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.settimeout(3)
+        for i in range(5):
+            s.sendto(
+                f"OPTIONS sip:127.0.0.1:{server.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};rport;branch=z9hG4bKopt{i}\r\n"
+                f"From: <sip:u0@sipcore.test>;tag=o{i}\r\nTo: <sip:127.0.0.1:{server.port}>\r\n"
+                f"Call-ID: opt-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n".encode(),
+                ("127.0.0.1", server.port),
+            )
+            answer = s.recv(65536)
+            assert answer.startswith(b"SIP/2.0 200 "), answer
+            sent += len(answer)
+    assert sip_options(server.port) == 200  # from an address with no binding: nobody's bytes
+    m = wait_for(lambda: usage(server).get("signaling.bytes_out") == sent and usage(server), what=f"{sent} bytes")
+    assert m["signaling.bytes_out"] == sent
 
 
 def test_bindings_survive_kill_9_and_nothing_is_counted_twice(server: ServerProcess) -> None:

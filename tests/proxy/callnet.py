@@ -72,6 +72,7 @@ class Net:
         self.legs: dict[str, Any] = {}
         self.events: list[Any] = []
         self.lost: list[tuple[str, int]] = []  # drop the next message to these addresses
+        self.sent: dict[tuple[str, int], int] = {}  # bytes the core sent to each address
 
     def ua(self, user: str, password: str = "", host: str = "203.0.113.7", port: int = 40000) -> UA:
         ua = UA(self, user, password, Flow("udp", host, port, 1))
@@ -85,6 +86,7 @@ class Net:
     def pump(self) -> None:
         for out in self.core.messages_to_send():
             key = (out.flow.host, out.flow.port)
+            self.sent[key] = self.sent.get(key, 0) + len(out.data)
             if key in self.lost:
                 self.lost.remove(key)
                 continue

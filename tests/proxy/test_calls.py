@@ -356,7 +356,7 @@ def test_message_is_relayed_and_counted() -> None:
     assert m.body == b"hi" and m.headers.get("Record-Route") is None
     bob.answer(m, 200)
     assert alice.take(200)
-    counted = [e for e in net.events if isinstance(e, CounterRecorded)]
+    counted = [e for e in net.events if isinstance(e, CounterRecorded) and e.metric == "messages"]
     assert [(c.metric, c.delta) for c in counted] == [("messages", 1)]
 
 
@@ -449,7 +449,7 @@ def test_a_message_over_a_blocking_plan_limit_gets_403() -> None:
     assert len([m for m in bob.inbox if isinstance(m, Request) and m.method == "MESSAGE"]) == 2
     (refused,) = [m for m in alice.inbox if getattr(m, "status", 0) == 403]
     assert refused.reason == "Monthly Message Limit Reached"
-    counted = [e for e in net.events if isinstance(e, CounterRecorded)]
+    counted = [e for e in net.events if isinstance(e, CounterRecorded) and e.metric == "messages"]
     assert len(counted) == 2, "a refused MESSAGE is not counted"
 
 
