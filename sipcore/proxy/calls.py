@@ -151,8 +151,10 @@ class _Context:
     dialled: str = ""  # the legs' callee: the Request-URI, or the DID's To URI (see _resolve)
 
 
-@dataclass(frozen=True, slots=True)
-class CounterRecorded:
+class CounterRecorded(NamedTuple):
+    """An increment of a counted metric (messages, signaling.bytes_out).  A
+    NamedTuple: one is built per MESSAGE and per batch of sends."""
+
     tenant_id: int
     month: str
     metric: str

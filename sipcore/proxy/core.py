@@ -154,7 +154,7 @@ class Core:
         self.location = LocationService(config.registrar.max_bindings)
         self.registrar = Registrar(config.registrar, self.location, random)
         self.meter = RegistrationMeter(directory.timezone_of)
-        self.sent = SentBytesMeter(self.location.tenant_of_flow, self._trunk_tenant)
+        self.sent = SentBytesMeter()
         self._ruri_tenants: dict[str, TenantInfo | None] = {}
         self._ruri_serial = -1
         self._events: deque[CoreEvent] = deque()  # the edge may drain a whole batch's events at once
@@ -237,19 +237,15 @@ class Core:
     def _meter_sent(self, out: list[Outgoing]) -> None:
         """signaling.bytes_out of this batch: one counter event per tenant."""
         sent = self.sent
-        sent.count(out)
+        sent.count(out, self.location.flow_tenants, self.directory.trunk_tenants)
         now_ms = self._clock[1]
-        if not sent or not now_ms:  # no wall clock yet: kept for the next batch
+        if not sent.pending or not now_ms:  # no wall clock yet: kept for the next batch
             return
         guard = self.guard
-        for tenant_id, n in sent.drain():
+        for tenant_id, n in sent.take().items():
             self._events.append(CounterRecorded(tenant_id, self.meter.month(tenant_id, now_ms), BYTES_OUT, n))
             if guard is not None:
                 guard.record(tenant_id, BYTES_OUT, n, now_ms)
-
-    def _trunk_tenant(self, host: str, port: int) -> int | None:
-        trunk = self.directory.trunk_by_source(host, port)
-        return trunk.tenant_id if trunk is not None else None
 
     def next_event(self) -> CoreEvent | None:
         return self._events.popleft() if self._events else None

@@ -56,16 +56,18 @@ class Binding:
 class LocationService:
     """AOR -> bindings, with lazy expiry through a heap of deadlines."""
 
-    __slots__ = ("_by_aor", "_heap", "_count", "_per_tenant", "_flows", "max_bindings")
+    __slots__ = ("_by_aor", "_heap", "_count", "_per_tenant", "flow_tenants", "_flow_refs", "max_bindings")
 
     def __init__(self, max_bindings: int = 1_000_000) -> None:
         self._by_aor: dict[str, dict[str, Binding]] = {}
         self._heap: list[tuple[int, str, str]] = []
         self._count = 0
         self._per_tenant: dict[int, int] = {}
-        self._flows: dict[Flow, list[int]] = {}
-        """flow -> [tenant of its latest binding, bindings on it]: whose device
-        a message sent over the flow goes to (signaling.bytes_out)."""
+        self.flow_tenants: dict[Flow, int] = {}
+        """flow -> the tenant of its latest binding: whose device a message sent
+        over the flow goes to (signaling.bytes_out).  Read-only outside; a
+        plain dict so the per-message lookup is one C call."""
+        self._flow_refs: dict[Flow, int] = {}  # flow -> bindings on it
         self.max_bindings = max_bindings
 
     def __len__(self) -> int:
@@ -89,12 +91,8 @@ class LocationService:
             self._per_tenant[old.tenant_id] -= 1
             self._unflow(old.flow)
         self._per_tenant[b.tenant_id] = self._per_tenant.get(b.tenant_id, 0) + 1
-        ref = self._flows.get(b.flow)
-        if ref is None:
-            self._flows[b.flow] = [b.tenant_id, 1]
-        else:  # a refresh over the same flow, or another binding sharing it
-            ref[0] = b.tenant_id
-            ref[1] += 1
+        self.flow_tenants[b.flow] = b.tenant_id
+        self._flow_refs[b.flow] = self._flow_refs.get(b.flow, 0) + 1
         table[b.key] = b
         heapq.heappush(self._heap, (b.expires_ms, b.aor, b.key))
 
@@ -111,16 +109,16 @@ class LocationService:
         return b
 
     def _unflow(self, flow: Flow) -> None:
-        ref = self._flows[flow]
-        ref[1] -= 1
-        if not ref[1]:
-            del self._flows[flow]
+        left = self._flow_refs[flow] - 1
+        if left:
+            self._flow_refs[flow] = left
+        else:
+            del self._flow_refs[flow], self.flow_tenants[flow]
 
     def tenant_of_flow(self, flow: Flow) -> int | None:
         """The tenant whose device is registered over `flow` (of the latest
         binding when devices of two tenants share it), or None."""
-        ref = self._flows.get(flow)
-        return ref[0] if ref is not None else None
+        return self.flow_tenants.get(flow)
 
     def expire(self, now_ms: int) -> list[Binding]:
         """Remove every binding whose expiry has passed; returns them."""

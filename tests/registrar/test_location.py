@@ -23,7 +23,7 @@ def test_a_flow_is_its_tenants_while_a_binding_is_on_it() -> None:
     loc.remove("sip:a@x", "sip:a@h")
     assert loc.tenant_of_flow(A) == 1, "b is still registered over it"
     loc.remove("sip:b@x", "sip:b@h")
-    assert loc.tenant_of_flow(A) is None and loc._flows == {}
+    assert loc.tenant_of_flow(A) is None and loc.flow_tenants == {} and loc._flow_refs == {}
 
 
 def test_a_binding_that_moves_to_another_flow_takes_its_tenant_along() -> None:
