@@ -1,20 +1,28 @@
 """``signaling.bytes_out`` (METERING.md): bytes the server sent to a tenant's devices and trunks.
 
-A message is the tenant's when, at the moment it is sent (once the batch of
-input that caused it is worked through), it leaves over a flow one of the
-tenant's devices is registered on, or to the address of one of its trunks.  Counted
-is the SIP message as written to the socket (no IP, UDP or TCP headers),
-responses and requests alike, retransmissions included: that is what the
-server sent.  Traffic to an address that is neither is nobody's: a
-challenge to a phone that has not registered yet, or to whoever claims to
-be one, bills no tenant (an outsider cannot run up a tenant's bill), and
-the answer to an un-REGISTER that removed a device's last binding on the
-flow is the first message that is no longer counted.
+A message is the tenant's when, at the moment it is handed to the transport
+(once the batch of input that caused it is worked through), it goes over a
+flow that only that tenant's devices are registered on, or to the host and
+port one of its trunks is configured with.  Counted is the SIP message
+(no IP, UDP or TCP headers), responses and requests alike, retransmissions
+included.
+
+Not counted, on purpose: traffic to an address with no binding (a phone
+before its first successful REGISTER, a scanner), so a stranger's
+challenges bill nobody; the answer to an un-REGISTER that removed the
+flow's last binding; and a flow that carries bindings of several tenants
+(an edge proxy with Path, an SBC), where a message cannot be told apart by
+tenant here.  Missed for the same reason: answers to a trunk configured by
+host name (its requests arrive from an address) and to a device over a new
+TCP connection until it registers over it.  Over UDP a source address can
+be spoofed: whoever sends in a registered phone's name makes the server
+answer the phone, and those answers count (they do reach the tenant's
+device; the attacker sends as much as is billed).
 
 Sans-IO: the core hands each batch of outgoing messages to :meth:`count`
-(one dict lookup per message) and turns :meth:`take`'s per-tenant sums
-into counter events once per batch, so the per-packet path never grows
-with the number of tenants.
+(a dict lookup per message, two when the flow is no device's) and turns
+:meth:`take`'s per-tenant sums into counter events once per batch, so the
+per-packet path never grows with the number of tenants.
 """
 
 from __future__ import annotations

@@ -64,10 +64,13 @@ class LocationService:
         self._count = 0
         self._per_tenant: dict[int, int] = {}
         self.flow_tenants: dict[Flow, int] = {}
-        """flow -> the tenant of its latest binding: whose device a message sent
-        over the flow goes to (signaling.bytes_out).  Read-only outside; a
-        plain dict so the per-message lookup is one C call."""
-        self._flow_refs: dict[Flow, int] = {}  # flow -> bindings on it
+        """flow -> the tenant whose devices are registered over it, for flows
+        that carry bindings of one tenant only: whose device a message sent
+        over the flow goes to (signaling.bytes_out).  A flow shared by several
+        tenants' bindings (an edge proxy with Path, an SBC) is nobody's: a
+        message over it cannot be told apart by tenant here.  Read-only
+        outside; a plain dict so the per-message lookup is one C call."""
+        self._flow_refs: dict[Flow, dict[int, int]] = {}  # flow -> tenant -> bindings
         self.max_bindings = max_bindings
 
     def __len__(self) -> int:
@@ -89,10 +92,9 @@ class LocationService:
             self._count += 1
         else:
             self._per_tenant[old.tenant_id] -= 1
-            self._unflow(old.flow)
+            self._unflow(old.flow, old.tenant_id)
         self._per_tenant[b.tenant_id] = self._per_tenant.get(b.tenant_id, 0) + 1
-        self.flow_tenants[b.flow] = b.tenant_id
-        self._flow_refs[b.flow] = self._flow_refs.get(b.flow, 0) + 1
+        self._inflow(b.flow, b.tenant_id)
         table[b.key] = b
         heapq.heappush(self._heap, (b.expires_ms, b.aor, b.key))
 
@@ -103,21 +105,37 @@ class LocationService:
         b = table.pop(key)
         self._count -= 1
         self._per_tenant[b.tenant_id] -= 1
-        self._unflow(b.flow)
+        self._unflow(b.flow, b.tenant_id)
         if not table:
             del self._by_aor[aor]
         return b
 
-    def _unflow(self, flow: Flow) -> None:
-        left = self._flow_refs[flow] - 1
+    def _inflow(self, flow: Flow, tenant_id: int) -> None:
+        refs = self._flow_refs.get(flow)
+        if refs is None:
+            self._flow_refs[flow] = {tenant_id: 1}
+            self.flow_tenants[flow] = tenant_id
+            return
+        refs[tenant_id] = refs.get(tenant_id, 0) + 1
+        if len(refs) > 1:
+            self.flow_tenants.pop(flow, None)
+
+    def _unflow(self, flow: Flow, tenant_id: int) -> None:
+        refs = self._flow_refs[flow]
+        left = refs[tenant_id] - 1
         if left:
-            self._flow_refs[flow] = left
-        else:
-            del self._flow_refs[flow], self.flow_tenants[flow]
+            refs[tenant_id] = left
+            return
+        del refs[tenant_id]
+        if not refs:
+            del self._flow_refs[flow]
+            self.flow_tenants.pop(flow, None)
+        elif len(refs) == 1:
+            self.flow_tenants[flow] = next(iter(refs))
 
     def tenant_of_flow(self, flow: Flow) -> int | None:
-        """The tenant whose device is registered over `flow` (of the latest
-        binding when devices of two tenants share it), or None."""
+        """The tenant whose devices are registered over `flow`, or None (no
+        binding on it, or bindings of several tenants)."""
         return self.flow_tenants.get(flow)
 
     def expire(self, now_ms: int) -> list[Binding]:
