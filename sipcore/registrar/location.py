@@ -90,11 +90,13 @@ class LocationService:
         old = table.get(b.key)
         if old is None:
             self._count += 1
+            self._inflow(b.flow, b.tenant_id)
         else:
             self._per_tenant[old.tenant_id] -= 1
-            self._unflow(old.flow, old.tenant_id)
+            if old.flow != b.flow or old.tenant_id != b.tenant_id:  # else a refresh: the index stands
+                self._unflow(old.flow, old.tenant_id)
+                self._inflow(b.flow, b.tenant_id)
         self._per_tenant[b.tenant_id] = self._per_tenant.get(b.tenant_id, 0) + 1
-        self._inflow(b.flow, b.tenant_id)
         table[b.key] = b
         heapq.heappush(self._heap, (b.expires_ms, b.aor, b.key))
 
