@@ -486,7 +486,12 @@ class Server:
         for out in core.messages_to_send():
             if self._debug:
                 log.debug("send %s %dB %r", out.flow, len(out.data), out.data.split(b"\r\n", 1)[0][:120])
-            if not send(out.data, out.flow):
+            try:
+                sent = send(out.data, out.flow)
+            except Exception:  # one message, not the rest of the pump (its events, the timer)
+                log.exception("cannot send to %s", out.flow)
+                continue
+            if not sent:
                 log.info("cannot send to %s: no such socket or connection", out.flow)
         writer = self.writer
         while (ev := core.next_event()) is not None:

@@ -149,3 +149,29 @@ async def test_no_timer_fires_after_the_last_pump_while_the_writer_flushes() -> 
     assert server.writer is None and server._timer is None
     await asyncio.sleep(0.05)
     assert "timer" not in log
+
+
+async def test_a_send_that_raises_costs_that_message_not_the_pump(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[Any] = []
+    server = Server(Config())
+    core = RecordingCore(log)
+    core.next_timer = lambda: server.loop.time() + 60  # type: ignore[method-assign]
+    server.core = core  # type: ignore[assignment]
+    sent: list[Flow] = []
+
+    def send(data: bytes, flow: Flow) -> bool:
+        if flow.host == "bad":
+            raise ValueError("socket family mismatch or a DNS lookup is required")
+        sent.append(flow)
+        return True
+
+    server.transports.send = send  # type: ignore[method-assign]
+    bad = Flow("udp", "bad", 5060, 1)
+    with caplog.at_level(logging.ERROR, logger="sipcore.server"):
+        for data, flow in ((b"a", FLOW), (b"b", bad), (b"c", FLOW)):
+            server.on_message(data, flow)
+        await asyncio.sleep(0)
+    assert sent == [FLOW, FLOW], "the message after the failed one went out"
+    assert server._timer is not None, "and the pump went on to arm the next timer"
+    assert "cannot send to udp:bad:5060#1" in caplog.text
+    server._timer.cancel()

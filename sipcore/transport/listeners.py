@@ -22,6 +22,7 @@ from sipcore.config import Listener
 from sipcore.flow import Flow
 from sipcore.message.framing import FramingError, KeepAlivePing, MessageFramed, StreamFramer
 from sipcore.message.limits import ParserLimits
+from sipcore.transport.names import UdpNames
 from sipcore.transport.overload import receive_queue
 
 log = logging.getLogger("sipcore.transport")
@@ -165,6 +166,7 @@ class Transports:
         self._sweeper: asyncio.Task[None] | None = None
         self._connecting: dict[tuple[str, int], list[bytes]] = {}  # outbound connects in progress
         self._connect_tasks: set[asyncio.Task[None]] = set()
+        self.names = UdpNames()
 
     def deliver(self, data: bytes, flow: Flow) -> None:
         """Hand one message to the handler.  A bug there must cost that message,
@@ -208,7 +210,11 @@ class Transports:
             proto = self.udp.get(flow.conn_id) or next(iter(self.udp.values()), None)
             if proto is None or proto.transport is None:
                 return False
-            proto.transport.sendto(data, (flow.host, flow.port))
+            try:
+                proto.transport.sendto(data, (flow.host, flow.port))
+            except ValueError:  # uvloop takes addresses only: a host name (a trunk's), or the wrong family
+                family = proto.transport.get_extra_info("socket").family
+                return self.names.send(data, flow.host, flow.port, family, proto.transport.sendto)
             return True
         conn = self.connections.get(flow.conn_id)
         if conn is not None and (conn.flow is None or (conn.flow.host, conn.flow.port) != (flow.host, flow.port)):
@@ -288,6 +294,7 @@ class Transports:
             self._sweeper.cancel()
         for task in list(self._connect_tasks):
             task.cancel()
+        self.names.stop()
         for proto in self.udp.values():
             if proto.transport is not None:
                 proto.transport.close()

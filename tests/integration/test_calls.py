@@ -136,6 +136,23 @@ def test_outbound_call_to_a_trunk_and_inbound_call_to_a_did(server: ServerProces
     assert len(inbound) == 1 and inbound[0]["endpoint_kind"] == "device"
 
 
+def test_a_trunk_added_by_host_name_carries_calls(server: ServerProcess) -> None:
+    provision_pair(server)
+    trunk_port = free_port()
+    provisioned(
+        server, "trunk", "add", "named", "--tenant", DOMAIN, "--address", f"localhost:{trunk_port}", "--prefix", "1"
+    )
+    carrier = SippBackground(server.dir, "uas_call.xml", trunk_port, "-m", "2")
+    r = server.sipp("uac_call_auth.xml", "-inf", str(caller_inf(server, "15551234567")), "-m", "2", "-d", "200")
+    assert (r.successful, r.failed) == (2, 0), r.output
+    assert carrier.wait() == 0, carrier.log.read_text()[-2000:]
+    rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 2 and legs(server), what="two outbound legs")
+    assert {(row["direction"], row["endpoint_kind"], row["end_reason"]) for row in rows} == {
+        ("originating", "device", "bye_caller")
+    }
+    assert "Traceback" not in server.log.read_text()
+
+
 def test_kill_9_with_calls_up_closes_legs_as_recovered_once(server: ServerProcess) -> None:
     provision_pair(server)
     uas_port = free_port()
