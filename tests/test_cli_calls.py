@@ -73,6 +73,20 @@ def test_trunk_add_list_remove(db: list[str], capsys: pytest.CaptureFixture[str]
     assert "no trunk carrier" in one_error_line(capsys)
 
 
+def test_a_trunk_added_by_name_is_told_how_inbound_calls_are_recognised(
+    db: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("trunk", "add", "named", "--tenant", "example.com", "--address", "sip.carrier.example", *db)[0] == 0
+    note = capsys.readouterr().err
+    assert note.startswith("note: calls from sip.carrier.example are recognised by source address only if it is")
+    assert run("trunk", "add", "byip", "--tenant", "example.com", "--address", "[2001:db8::7]:5060", *db)[0] == 0
+    assert run(
+        "trunk", "add", "pbx", "--tenant", "example.com", "--address", "pbx.example", "--inbound", "digest",
+        "--username", "pbx", "--password", "pw", *db,
+    )[0] == 0  # fmt: skip
+    assert capsys.readouterr().err == "", "by IP, or by digest: nothing to say"
+
+
 def test_trunk_account_domain_is_stored_and_shown(db: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--address", "192.0.2.7:5080", "--username", "acct77", "--password", "p", "--register"]
     assert run("trunk", "add", "c", "--tenant", "example.com", *argv, "--domain", "Carrier.Example", *db)[0] == 0

@@ -120,7 +120,25 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
         ),
     )
     print(f"added trunk {t.name} (id {t.id}) for {t.domain} at {t.transport}:{t.address}", file=out)
+    if args.inbound != "digest" and not _is_ip(host):
+        # Its requests arrive from an address, which is what inbound-by-address
+        # compares; the name is looked up only to send to it.
+        print(
+            f"note: calls from {host} are recognised by source address only if it is an IP address: "
+            "add the trunk by its IP, or with --inbound digest",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _trunk_add_args(p: argparse.ArgumentParser) -> None:
