@@ -53,6 +53,9 @@ class _Tcp(asyncio.Protocol):
         self._framer = StreamFramer(limits)
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
+        self.dialled: tuple[str, int] | None = None
+        """The (host, port) this side connected to, when that was a host name
+        (a trunk's): the flow has the address, the trunk's sends the name."""
         self.last_active = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,9 +240,10 @@ class Transports:
 
     def _open_to(self, host: str, port: int) -> _Tcp | None:
         for c in self.connections.values():
-            if c.flow is not None and c.flow.host == host and c.flow.port == port and c.transport is not None:
-                if not c.transport.is_closing():
-                    return c
+            if c.flow is None or c.transport is None or c.transport.is_closing():
+                continue
+            if (c.flow.host == host and c.flow.port == port) or c.dialled == (host, port):
+                return c
         return None
 
     def _connect(self, data: bytes, flow: Flow) -> bool:
@@ -276,6 +280,8 @@ class Transports:
             except Exception:
                 log.exception("%s: error while handling the failed connection", flow)
             return
+        if proto.flow is not None and proto.flow.host != flow.host:
+            proto.dialled = key  # reused by the next send to the name, not one connection per message
         for data in self._connecting.pop(key, []):
             if proto.transport is not None and not proto.transport.is_closing():
                 proto.transport.write(data)

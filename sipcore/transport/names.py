@@ -4,16 +4,20 @@ A trunk may be added by host name (``--address sip.carrier.example:5060``).
 uvloop's UDP ``sendto`` takes addresses only (it will not block the loop on
 DNS) and raised on such a flow, out of the pump.  So a datagram to a name
 waits here while the loop's resolver (getaddrinfo, in a thread) looks the
-name up, then leaves for the first address of the socket's family; the
-answer is kept for ``TTL_S`` and a failure for ``FAILED_TTL_S`` (sends to
-the name fail at once meanwhile, so the transaction fails over to the next
-route instead of waiting for its timer on every try).
+name up, then leaves for the first address of the sending socket's family
+(A for an IPv4 listener, AAAA for an IPv6 one); the answer is kept for
+``TTL_S``.  A name that does not resolve is not tried again for
+``FAILED_TTL_S``: its datagrams are dropped (logged) and the transactions
+that sent them end on their own timers.  A refresh that fails keeps the
+last address that worked, so one DNS hiccup does not cut a trunk off.
 
 RFC 3263 §4.2: a target with an explicit port is looked up with A/AAAA,
 which is what this does for every trunk (one added without a port has
 5060); the SRV and NAPTR lookups §4.1-4.2 ask for when no port is given
-would need a DNS client this stack does not have.  Names come only from provisioned trunks, but the
-table is bounded all the same.
+would need a DNS client this stack does not have.  Names come only from
+provisioned trunks, but the table is bounded all the same.  On the stdlib
+loop (uvloop missing, which the package does not allow) ``sendto`` looks a
+name up itself, blocking, and never gets here.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("sipcore.transport")
 
@@ -35,9 +40,13 @@ SendTo = Callable[[bytes, tuple[str, int]], None]
 Key = tuple[str, int, int]  # host, port, address family
 
 
+Resolve = Callable[[str, int, int], Awaitable[list[Any]]]  # host, port, family -> getaddrinfo's list
+
+
 class UdpNames:
-    def __init__(self, resolve_timeout_s: float = 5.0) -> None:
+    def __init__(self, resolve_timeout_s: float = 5.0, resolve: Resolve | None = None) -> None:
         self.resolve_timeout_s = resolve_timeout_s
+        self._resolve = resolve or _getaddrinfo
         self._known: dict[Key, tuple[tuple[str, int] | None, float]] = {}
         self._waiting: dict[Key, list[tuple[bytes, SendTo]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,17 +76,24 @@ class UdpNames:
 
     async def _look_up(self, key: Key) -> None:
         host, port, family = key
+        last = self._known.get(key)
         addr: tuple[str, int] | None = None
+        ttl = TTL_S
         try:
-            infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM),
-                self.resolve_timeout_s,
-            )
+            infos = await asyncio.wait_for(self._resolve(host, port, family), self.resolve_timeout_s)
             addr = (str(infos[0][4][0]), int(infos[0][4][1]))
-        except (OSError, TimeoutError, IndexError) as e:
-            log.warning("cannot send to %s:%d: the name does not resolve (%s)", host, port, e or "timeout")
-        self._known[key] = (addr, time.monotonic() + (TTL_S if addr is not None else FAILED_TTL_S))
-        for data, sendto in self._waiting.pop(key, []):
+        except Exception as e:  # any failure: a name must never stay stuck waiting
+            ttl = FAILED_TTL_S
+            reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
+            addr = last[0] if last is not None else None
+            if addr is not None:
+                log.warning("%s:%d does not resolve now (%s): still sending to %s", host, port, reason, addr[0])
+            else:
+                log.warning("cannot send to %s:%d: the name does not resolve (%s)", host, port, reason)
+        finally:
+            waiting = self._waiting.pop(key, [])  # also when cancelled at a stop
+        self._known[key] = (addr, time.monotonic() + ttl)
+        for data, sendto in waiting:
             if addr is not None:
                 _sendto(sendto, data, addr, host)
 
@@ -85,6 +101,10 @@ class UdpNames:
         for task in list(self._tasks):
             task.cancel()
         self._waiting.clear()
+
+
+async def _getaddrinfo(host: str, port: int, family: int) -> list[Any]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
 
 
 def _sendto(sendto: SendTo, data: bytes, addr: tuple[str, int], host: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from types import SimpleNamespace
 
 import pytest
 import uvloop
@@ -76,3 +77,68 @@ def test_what_waits_for_a_name_is_bounded() -> None:
         table.stop()
 
     uvloop.run(main())
+
+
+def test_tcp_to_a_host_name_opens_one_connection_and_reuses_it() -> None:
+    async def main() -> None:
+        peers: list[object] = []
+        received: list[bytes] = []
+
+        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer)
+            while data := await reader.read(65536):
+                received.append(data)
+
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transports = Transports(lambda d, f: None, DEFAULT_LIMITS)
+        await transports.start((Listener("tcp", "127.0.0.1", 0),))
+        flow = Flow("tcp", "localhost", port, 0)  # a trunk added by name
+        try:
+            assert transports.send(b"one;", flow)
+            for _ in range(50):
+                if received:
+                    break
+                await asyncio.sleep(0.02)
+            assert transports.send(b"two;", flow) and transports.send(b"three;", flow)
+            await asyncio.sleep(0.2)
+            assert b"".join(received) == b"one;two;three;"
+            assert len(peers) == 1, "one connection, reused (it was one per message)"
+        finally:
+            await transports.stop()
+            server.close()
+
+    uvloop.run(main())
+
+
+def test_a_failed_refresh_keeps_the_last_address_and_a_broken_resolver_never_sticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[object] = [[(socket.AF_INET, socket.SOCK_DGRAM, 0, "", ("192.0.2.7", 5060))], OSError("SERVFAIL")]
+
+    async def resolve(host: str, port: int, family: int) -> list[object]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    async def main() -> None:
+        clock = [1000.0]
+        monkeypatch.setattr(names, "time", SimpleNamespace(monotonic=lambda: clock[0]))  # not asyncio's clock
+        table = names.UdpNames(resolve=resolve)
+        sent: list[tuple[bytes, tuple[str, int]]] = []
+        to = lambda d, a: sent.append((d, a))  # noqa: E731
+        assert table.send(b"1", "trunk.example", 5060, socket.AF_INET, to)
+        await asyncio.sleep(0.01)
+        clock[0] += names.TTL_S + 1  # expired: looked up again, and the DNS fails
+        assert table.send(b"2", "trunk.example", 5060, socket.AF_INET, to)
+        await asyncio.sleep(0.01)
+        assert sent == [(b"1", ("192.0.2.7", 5060)), (b"2", ("192.0.2.7", 5060))], "the last good address"
+
+        answers.append(RuntimeError("cannot schedule new futures after shutdown"))
+        assert table.send(b"3", "other.example", 5060, socket.AF_INET, to)
+        await asyncio.sleep(0.01)
+        assert not table._waiting and table.send(b"4", "other.example", 5060, socket.AF_INET, to) is False
+        table.stop()
+
+    asyncio.run(main())
