@@ -40,12 +40,16 @@ from sipcore.store import BatchWriter, BindingRow, NotFound, Store
 from sipcore.store.calls import TrunkRegistration
 from sipcore.transport.addresses import interface_addresses
 from sipcore.transport.listeners import Transports
+from sipcore.transport.names import is_ip, resolve_hosts
 from sipcore.transport.overload import LoadShedder
 
 if TYPE_CHECKING:
     from sipcore.webhooks import WebhookWorker
 
 log = logging.getLogger("sipcore.server")
+
+TRUNK_NAMES_TTL_S = 60.0
+"""How often the addresses of trunks added by host name are looked up again."""
 
 UNREGISTER_WAIT_S = 2.0
 """How long a clean stop waits for the trunks to answer our unregistrations."""
@@ -175,6 +179,8 @@ class Server:
         self._alert_tasks: set[asyncio.Task[Any]] = set()
         self.webhooks: WebhookWorker | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._trunk_addresses: dict[int, tuple[str, ...]] = {}  # trunk id -> what its host name resolves to
+        self._trunk_names_at = 0.0
         self.shedder: LoadShedder | None = None
         self._shed_since = (0.0, 0)
         self._inbox: list[tuple[bytes, Flow]] = []
@@ -335,6 +341,17 @@ class Server:
         trunks = await self.store.load_trunks()
         dids = await self.store.load_dids()
         self.directory.replace(tenants, devices, serial, trunks, dids)
+        await self._resolve_trunk_hosts()
+
+    async def _resolve_trunk_hosts(self) -> None:
+        """Trunks added by host name: the addresses they send from, for
+        inbound-by-address (looked up here, off the packet path; again every
+        TRUNK_NAMES_TTL_S, since a carrier's addresses change)."""
+        self._trunk_names_at = self.loop.time()
+        hosts = {t.id: (t.host, t.port) for t in self.directory.trunks() if not is_ip(t.host)}
+        if hosts or self._trunk_addresses:
+            self._trunk_addresses = await resolve_hosts(hosts, self._trunk_addresses)
+            self.directory.set_trunk_addresses(self._trunk_addresses)
 
     async def _start_billing(self) -> None:
         """Plan limits and usage alerts (sipcore.metering.limits), and the
@@ -398,6 +415,8 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             try:
+                if self.loop.time() - self._trunk_names_at >= TRUNK_NAMES_TTL_S:
+                    await self._resolve_trunk_hosts()
                 if await self.store.provisioning_serial() != self.directory.serial:
                     await self._reload_directory()
                     if self.core.guard is not None:

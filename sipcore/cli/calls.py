@@ -89,6 +89,7 @@ def cmd_trunk(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
     """Provision a trunk: its address, dial-plan prefixes, codecs and credentials."""
     from sipcore.store.calls import parse_address
+    from sipcore.transport.names import is_ip
 
     if (args.username is None) != (args.password is None):
         raise UsageError("--username and --password go together")
@@ -120,25 +121,13 @@ def cmd_trunk_add(args: argparse.Namespace, out: TextIO) -> int:
         ),
     )
     print(f"added trunk {t.name} (id {t.id}) for {t.domain} at {t.transport}:{t.address}", file=out)
-    if args.inbound != "digest" and not _is_ip(host):
-        # Its requests arrive from an address, which is what inbound-by-address
-        # compares; the name is looked up only to send to it.
+    if not is_ip(host):
         print(
-            f"note: calls from {host} are recognised by source address only if it is an IP address: "
-            "add the trunk by its IP, or with --inbound digest",
+            f"note: {host} is looked up when the server loads it and every minute; calls from the addresses it "
+            "resolves to (from the trunk's port) are recognised as the trunk's",
             file=sys.stderr,
         )
     return 0
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _trunk_add_args(p: argparse.ArgumentParser) -> None:

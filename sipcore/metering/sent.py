@@ -12,9 +12,9 @@ before its first successful REGISTER, a scanner), so a stranger's
 challenges bill nobody; the answer to an un-REGISTER that removed the
 flow's last binding; and a flow that carries bindings of several tenants
 (an edge proxy with Path, an SBC), where a message cannot be told apart by
-tenant here.  Missed for the same reason: answers to a trunk configured by
-host name (its requests arrive from an address) and to a device over a new
-TCP connection until it registers over it.  Over UDP a source address can
+tenant here.  Missed for the same reason: answers to a device over a new
+TCP connection until it registers over it.  A trunk added by host name is
+known at the addresses the name resolved to (``Directory.set_trunk_addresses``).  Over UDP a source address can
 be spoofed: whoever sends in a registered phone's name makes the server
 answer the phone, and those answers count (they do reach the tenant's
 device; the attacker sends as much as is billed).

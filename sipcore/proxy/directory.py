@@ -9,7 +9,7 @@ the :class:`~sipcore.auth.CredentialSource` the digest authenticator reads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sipcore.auth import compute_ha1
@@ -93,6 +93,7 @@ class Directory:
         "_trunk_creds",
         "_dids",
         "trunk_tenants",
+        "_trunk_addresses",
         "serial",
     )
 
@@ -105,6 +106,7 @@ class Directory:
         self._by_source: dict[str, list[TrunkInfo]] = {}
         self._trunk_creds: dict[tuple[str, str], TrunkCredentials] = {}
         self._dids: dict[str, DidInfo] = {}
+        self._trunk_addresses: dict[int, tuple[str, ...]] = {}
         self.trunk_tenants: dict[tuple[str, int], int] = {}
         """(host, port) -> the tenant of the trunk there, as trunk_by_source finds it
         (signaling.bytes_out: one dict lookup per message sent)."""
@@ -125,15 +127,7 @@ class Directory:
         self._devices = {(d.realm.lower(), d.username): d for d in devices}
         self._by_id = {d.device_id: d for d in self._devices.values() if d.enabled}
         self._trunks = {t.id: t for t in trunks}
-        by_source: dict[str, list[TrunkInfo]] = {}
-        for t in self._trunks.values():
-            by_source.setdefault(t.host.lower(), []).append(t)
-        self._by_source = by_source
-        trunk_tenants: dict[tuple[str, int], int] = {}
-        for host, at in by_source.items():
-            for t in at:
-                trunk_tenants.setdefault((host, t.port), t.tenant_id)
-        self.trunk_tenants = trunk_tenants
+        self._index_sources()
         self._trunk_creds = self._digest_trunks()
         self._dids = {d.number: d for d in dids}
         self.serial = serial
@@ -164,6 +158,28 @@ class Directory:
                 compute_ha1(t.username, tenant.domain, t.password, "SHA-256"),
             )
         return out
+
+    def set_trunk_addresses(self, addresses: Mapping[int, tuple[str, ...]]) -> None:
+        """The addresses the trunks added by host name resolve to (by trunk
+        id), looked up by the edge: their requests arrive from these, so
+        inbound-by-address and signaling.bytes_out recognise them there."""
+        self._trunk_addresses = {k: tuple(v) for k, v in addresses.items()}
+        self._index_sources()
+
+    def _index_sources(self) -> None:
+        by_source: dict[str, list[TrunkInfo]] = {}
+        for t in sorted(self._trunks.values(), key=lambda t: t.id):
+            host = t.host.lower()
+            by_source.setdefault(host, []).append(t)
+            for addr in self._trunk_addresses.get(t.id, ()):
+                if addr.lower() != host:
+                    by_source.setdefault(addr.lower(), []).append(t)
+        trunk_tenants: dict[tuple[str, int], int] = {}
+        for host, at in by_source.items():
+            for t in at:
+                trunk_tenants.setdefault((host, t.port), t.tenant_id)
+        self._by_source = by_source
+        self.trunk_tenants = trunk_tenants
 
     # -- trunks --------------------------------------------------------------
     def trunk(self, trunk_id: int) -> TrunkInfo | None:

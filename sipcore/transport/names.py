@@ -23,10 +23,11 @@ name up itself, blocking, and never gets here.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("sipcore.transport")
@@ -114,3 +115,38 @@ def _sendto(sendto: SendTo, data: bytes, addr: tuple[str, int], host: str) -> bo
         log.warning("cannot send to %s (%s:%d): %s", host, addr[0], addr[1], e)
         return False
     return True
+
+
+def is_ip(host: str) -> bool:
+    """An IP address literal (no brackets), not a name to look up."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def resolve_hosts(
+    hosts: Mapping[int, tuple[str, int]],
+    previous: Mapping[int, tuple[str, ...]],
+    timeout_s: float = 5.0,
+    resolve: Resolve | None = None,
+) -> dict[int, tuple[str, ...]]:
+    """The addresses each named host stands for now (A and AAAA), by key
+    (a trunk id), looked up together; a name that does not resolve keeps
+    what it resolved to before (logged), so a DNS hiccup does not turn a
+    carrier's calls away."""
+    look_up = resolve or _getaddrinfo
+
+    async def one(key: int, host: str, port: int) -> tuple[int, tuple[str, ...]]:
+        try:
+            infos = await asyncio.wait_for(look_up(host, port, socket.AF_UNSPEC), timeout_s)
+            return key, tuple(sorted({str(info[4][0]) for info in infos}))
+        except Exception as e:
+            reason = "timed out" if isinstance(e, TimeoutError) else str(e) or type(e).__name__
+            kept = tuple(previous.get(key, ()))
+            log.warning("%s does not resolve (%s)%s", host, reason, f"; still using {', '.join(kept)}" if kept else "")
+            return key, kept
+
+    found = await asyncio.gather(*(one(k, h, p) for k, (h, p) in hosts.items() if not is_ip(h)))
+    return {k: addrs for k, addrs in found if addrs}

@@ -150,6 +150,16 @@ def test_a_trunk_added_by_host_name_carries_calls(server: ServerProcess) -> None
     assert {(row["direction"], row["endpoint_kind"], row["end_reason"]) for row in rows} == {
         ("originating", "device", "bye_caller")
     }
+    # inbound by address: the trunk's requests come from what its name resolves to
+    provisioned(server, "trunk", "did", "add", "15550001", f"callee@{DOMAIN}")
+    uas_port = free_port()
+    register_from(server.port, uas_port, "callee", "pw-callee")
+    callee = SippBackground(server.dir, "uas_call.xml", uas_port, "-m", "1")
+    r = server.sipp("uac_call.xml", "-s", "15550001", "-p", str(trunk_port), "-m", "1", "-d", "200")
+    assert (r.successful, r.failed) == (1, 0), r.output
+    assert callee.wait() == 0, callee.log.read_text()[-2000:]
+    rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 3 and legs(server), what="the inbound leg")
+    assert [row["endpoint_kind"] for row in rows if row["direction"] == "terminating"] == ["device"]
     assert "Traceback" not in server.log.read_text()
 
 

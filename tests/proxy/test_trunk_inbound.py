@@ -271,3 +271,16 @@ def test_both_trunk_names_its_realm_by_its_address_for_transit() -> None:
     # neither the From domain, the Request-URI host nor a DID names a tenant: its address does
     challenged_invite(pbx, "sip:4420700000@192.0.2.1", "transit")
     assert out.take("INVITE").ruri == "sip:4420700000@198.51.100.9:5060"
+
+
+def test_a_trunk_added_by_name_is_found_at_the_addresses_it_resolves_to() -> None:
+    d = Directory()
+    named = TrunkInfo(7, 1, "carrier", "sip.carrier.example", 5060)
+    d.replace([TenantInfo(1, DOMAIN, "UTC")], [], serial=1, trunks=[named])
+    assert d.trunk_by_source("192.0.2.7", 5060) is None
+    d.set_trunk_addresses({7: ("192.0.2.7", "2001:DB8::7")})
+    assert d.trunk_by_source("192.0.2.7", 5060) == named and d.trunk_by_source("2001:db8::7", 5060) == named
+    assert d.trunk_by_source("192.0.2.7", 5061) is None, "from its port, as a trunk added by address"
+    assert d.trunk_tenants[("192.0.2.7", 5060)] == d.trunk_tenants[("sip.carrier.example", 5060)] == 1
+    d.replace([TenantInfo(1, DOMAIN, "UTC")], [], serial=2, trunks=[named])
+    assert d.trunk_by_source("192.0.2.7", 5060) == named, "a reload keeps what the name resolved to"

@@ -142,3 +142,20 @@ def test_a_failed_refresh_keeps_the_last_address_and_a_broken_resolver_never_sti
         table.stop()
 
     asyncio.run(main())
+
+
+def test_trunk_host_names_are_resolved_together_and_keep_their_addresses_on_failure() -> None:
+    asked: list[tuple[str, int, int]] = []
+
+    async def resolve(host: str, port: int, family: int) -> list[object]:
+        asked.append((host, port, family))
+        if host == "down.example":
+            raise OSError("Name or service not known")
+        v4, v6 = ("192.0.2.7", port), ("2001:db8::7", port, 0, 0)
+        return [(socket.AF_INET, 0, 0, "", v4), (socket.AF_INET6, 0, 0, "", v6)]
+
+    hosts = {1: ("sip.carrier.example", 5060), 2: ("198.51.100.5", 5060), 3: ("down.example", 5070)}
+    got = asyncio.run(names.resolve_hosts(hosts, {3: ("203.0.113.9",)}, resolve=resolve))
+    assert got == {1: ("192.0.2.7", "2001:db8::7"), 3: ("203.0.113.9",)}, "an address needs no lookup"
+    assert sorted(h for h, _, _ in asked) == ["down.example", "sip.carrier.example"]
+    assert asyncio.run(names.resolve_hosts({3: ("down.example", 5070)}, {}, resolve=resolve)) == {}
