@@ -180,7 +180,9 @@ class Server:
         self.webhooks: WebhookWorker | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._trunk_addresses: dict[int, tuple[str, ...]] = {}  # trunk id -> what its host name resolves to
+        self._trunk_hosts: dict[int, tuple[str, int]] = {}  # the names last looked up
         self._trunk_names_at = 0.0
+        self._trunk_names_task: asyncio.Task[None] | None = None
         self.shedder: LoadShedder | None = None
         self._shed_since = (0.0, 0)
         self._inbox: list[tuple[bytes, Flow]] = []
@@ -270,6 +272,8 @@ class Server:
             await self.transports.stop()
             for t in self._tasks[1:]:
                 t.cancel()  # the provisioning poll and the heartbeat: nothing may pump after the last pump
+            if self._trunk_names_task is not None:
+                self._trunk_names_task.cancel()
             if hasattr(self, "core"):
                 self._work_inbox()  # what came in while the trunks were unregistered: before the calls close
                 self.core.shutdown(wall_ms())
@@ -341,17 +345,35 @@ class Server:
         trunks = await self.store.load_trunks()
         dids = await self.store.load_dids()
         self.directory.replace(tenants, devices, serial, trunks, dids)
-        await self._resolve_trunk_hosts()
+        self._look_up_trunk_names(changed_only=True)
 
-    async def _resolve_trunk_hosts(self) -> None:
-        """Trunks added by host name: the addresses they send from, for
-        inbound-by-address (looked up here, off the packet path; again every
-        TRUNK_NAMES_TTL_S, since a carrier's addresses change)."""
-        self._trunk_names_at = self.loop.time()
+    def _look_up_trunk_names(self, changed_only: bool = False) -> None:
+        """Look the trunks' host names up again, in the background: their
+        requests come from the addresses the names stand for (inbound by
+        address, load shedding's trunk rule, signaling.bytes_out), and a
+        slow DNS must hold neither the start nor a provisioning reload.  On a
+        reload only when a name was added or changed; every
+        TRUNK_NAMES_TTL_S otherwise, since a carrier's addresses change."""
         hosts = {t.id: (t.host, t.port) for t in self.directory.trunks() if not is_ip(t.host)}
-        if hosts or self._trunk_addresses:
+        if changed_only and hosts == self._trunk_hosts:
+            return
+        busy = self._trunk_names_task is not None and not self._trunk_names_task.done()
+        if busy:
+            return
+        self._trunk_names_at = self.loop.time()
+        self._trunk_hosts = hosts
+        if not hosts and not self._trunk_addresses:
+            return
+        self._trunk_names_task = self.loop.create_task(self._resolve_trunk_names(hosts))
+
+    async def _resolve_trunk_names(self, hosts: dict[int, tuple[str, int]]) -> None:
+        try:
             self._trunk_addresses = await resolve_hosts(hosts, self._trunk_addresses)
             self.directory.set_trunk_addresses(self._trunk_addresses)
+        except Exception:
+            log.exception("looking the trunks' host names up failed; will retry")
+            return
+        self.loop.call_soon(self._look_up_trunk_names, True)  # a name provisioned while this one ran
 
     async def _start_billing(self) -> None:
         """Plan limits and usage alerts (sipcore.metering.limits), and the
@@ -416,7 +438,7 @@ class Server:
             await asyncio.sleep(1.0)
             try:
                 if self.loop.time() - self._trunk_names_at >= TRUNK_NAMES_TTL_S:
-                    await self._resolve_trunk_hosts()
+                    self._look_up_trunk_names()
                 if await self.store.provisioning_serial() != self.directory.serial:
                     await self._reload_directory()
                     if self.core.guard is not None:

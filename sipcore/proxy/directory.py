@@ -168,12 +168,22 @@ class Directory:
 
     def _index_sources(self) -> None:
         by_source: dict[str, list[TrunkInfo]] = {}
-        for t in sorted(self._trunks.values(), key=lambda t: t.id):
-            host = t.host.lower()
-            by_source.setdefault(host, []).append(t)
+        trunks = sorted(self._trunks.values(), key=lambda t: t.id)
+        for t in trunks:
+            by_source.setdefault(t.host.lower(), []).append(t)
+        # What a name resolves to comes after every trunk added by that address:
+        # DNS must not take a trunk's address (and its tenant) over.
+        for t in trunks:
             for addr in self._trunk_addresses.get(t.id, ()):
-                if addr.lower() != host:
-                    by_source.setdefault(addr.lower(), []).append(t)
+                at = by_source.setdefault(addr.lower(), [])
+                other = next((o for o in at if o.port == t.port and o.id != t.id), None)
+                if other is not None:
+                    log.warning(
+                        "trunk %s: %s resolves to %s:%d, which is trunk %s's; requests from there stay %s's",
+                        t.name, t.host, addr, t.port, other.name, other.name,
+                    )  # fmt: skip
+                elif t not in at:
+                    at.append(t)
         trunk_tenants: dict[tuple[str, int], int] = {}
         for host, at in by_source.items():
             for t in at:

@@ -8,7 +8,10 @@ matched against its credentials.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from sipcore.auth import compute_ha1
 from sipcore.config import AuthSection, Config, ProxyConfig
@@ -284,3 +287,15 @@ def test_a_trunk_added_by_name_is_found_at_the_addresses_it_resolves_to() -> Non
     assert d.trunk_tenants[("192.0.2.7", 5060)] == d.trunk_tenants[("sip.carrier.example", 5060)] == 1
     d.replace([TenantInfo(1, DOMAIN, "UTC")], [], serial=2, trunks=[named])
     assert d.trunk_by_source("192.0.2.7", 5060) == named, "a reload keeps what the name resolved to"
+
+
+def test_a_name_never_takes_over_the_address_of_a_trunk_added_by_it(caplog: pytest.LogCaptureFixture) -> None:
+    d = Directory()
+    named = TrunkInfo(3, 1, "a-named", "sip.carrier.example", 5060, inbound="digest", username="u", password="p")
+    by_ip = TrunkInfo(9, 2, "b-ip", "192.0.2.7", 5060)
+    d.replace([TenantInfo(1, DOMAIN, "UTC"), TenantInfo(2, "other.example", "UTC")], [], 1, trunks=[named, by_ip])
+    with caplog.at_level(logging.WARNING, logger="sipcore.proxy"):
+        d.set_trunk_addresses({3: ("192.0.2.7", "192.0.2.8")})
+    assert d.trunk_by_source("192.0.2.7", 5060) == by_ip and d.trunk_tenants[("192.0.2.7", 5060)] == 2
+    assert d.trunk_by_source("192.0.2.8", 5060) == named
+    assert "sip.carrier.example resolves to 192.0.2.7:5060, which is trunk b-ip's" in caplog.text
