@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,6 +242,12 @@ def register_from(server_port: int, local_port: int, user: str, password: str, d
         return len(ok.encode())
 
 
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 class SippBackground:
     """A SIPp instance running beside the test (a UAS: a callee or a trunk)."""
 
@@ -254,6 +261,9 @@ class SippBackground:
                 stderr=subprocess.STDOUT,
                 cwd=workdir,
             )
+        # A test that fails before wait() must not leave a SIPp waiting for calls
+        # that never come (at the latest when the session ends).
+        weakref.finalize(self, _kill, self.proc)
         time.sleep(0.3)
 
     def wait(self, timeout: float = 60) -> int:
