@@ -125,6 +125,10 @@ class ServerProcess:
         raise AssertionError(f"server did not load provisioning serial {want} within {timeout}s")
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start the server and return once it answers OPTIONS and has logged
+        "ready" (a UDP listener answers while the others are still opening,
+        before the start-up summary a test may read)."""
+        readies = self._readies()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sipcore", "serve", "--config", str(self.config)],
@@ -136,9 +140,12 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            if sip_options(self.port, timeout=0.2) == 200:
+            if sip_options(self.port, timeout=0.2) == 200 and self._readies() > readies:
                 return
         raise AssertionError(f"server not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def _readies(self) -> int:
+        return self.log.read_text().count(" ready: ") if self.log.exists() else 0
 
     def stop(self) -> int:
         assert self.proc is not None
