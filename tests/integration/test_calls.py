@@ -51,6 +51,10 @@ def caller_inf(server: ServerProcess, callee: str) -> Path:
 
 RING_MS = 300
 PAUSE_MS = 1000
+SIPP_EARLY_MS = 50
+"""How much shorter than asked a SIPp pause can be: its clock is read once per
+scheduler round, so a pause that starts late in a busy round ends early by
+the round's length (a 994 ms leg for a 1000 ms pause was seen here)."""
 
 
 def test_sipp_1000_calls_device_to_device_make_2000_legs(server: ServerProcess) -> None:
@@ -85,11 +89,11 @@ def test_sipp_1000_calls_device_to_device_make_2000_legs(server: ServerProcess) 
         assert row["end_ms"] - row["answer_ms"] == duration
         assert (row["end_reason"], row["final_status"], row["endpoint_kind"]) == ("bye_caller", 200, "device")
         # The callee rings before it answers: ringing is set-up time, not talk time.
-        assert row["answer_ms"] - row["setup_ms"] >= RING_MS - 5, dict(row)
+        assert row["answer_ms"] - row["setup_ms"] >= RING_MS - SIPP_EARLY_MS, dict(row)
         # The proxy sees the 200 before the caller does and the BYE after the
-        # caller's pause, so no leg is shorter than the pause (SIPp's clock is
-        # whole milliseconds).
-        assert row["voice_ms"] >= PAUSE_MS - 5, dict(row)
+        # caller's pause, so no leg is shorter than the pause, give or take
+        # SIPp's clock.
+        assert row["voice_ms"] >= PAUSE_MS - SIPP_EARLY_MS, dict(row)
     assert by_dir == {"originating": 1000, "terminating": 1000}
     assert len({row["leg_id"] for row in rows}) == 2000
     assert all(
