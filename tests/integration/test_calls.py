@@ -114,11 +114,15 @@ def test_sipp_1000_calls_device_to_device_make_2000_legs(server: ServerProcess) 
     assert '"legs": 2000' in out.stdout
 
 
-def test_outbound_call_to_a_trunk_and_inbound_call_to_a_did(server: ServerProcess) -> None:
+# By address, and by host name: UDP to a name is looked up off the packet path
+# (uvloop's sendto raised on it, out of the pump), and requests from the trunk
+# are recognised at the addresses the name resolves to.
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_outbound_call_to_a_trunk_and_inbound_call_to_a_did(server: ServerProcess, host: str) -> None:
     provision_pair(server)
     trunk_port = free_port()
     provisioned(
-        server, "trunk", "add", "carrier", "--tenant", DOMAIN, "--address", f"127.0.0.1:{trunk_port}", "--prefix", "1"
+        server, "trunk", "add", "carrier", "--tenant", DOMAIN, "--address", f"{host}:{trunk_port}", "--prefix", "1"
     )
     # device -> trunk: one originating leg
     carrier = SippBackground(server.dir, "uas_call.xml", trunk_port, "-m", "1")
@@ -138,32 +142,6 @@ def test_outbound_call_to_a_trunk_and_inbound_call_to_a_did(server: ServerProces
     rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 2 and legs(server), what="the inbound leg")
     inbound = [row for row in rows if row["direction"] == "terminating"]
     assert len(inbound) == 1 and inbound[0]["endpoint_kind"] == "device"
-
-
-def test_a_trunk_added_by_host_name_carries_calls(server: ServerProcess) -> None:
-    provision_pair(server)
-    trunk_port = free_port()
-    provisioned(
-        server, "trunk", "add", "named", "--tenant", DOMAIN, "--address", f"localhost:{trunk_port}", "--prefix", "1"
-    )
-    carrier = SippBackground(server.dir, "uas_call.xml", trunk_port, "-m", "2")
-    r = server.sipp("uac_call_auth.xml", "-inf", str(caller_inf(server, "15551234567")), "-m", "2", "-d", "200")
-    assert (r.successful, r.failed) == (2, 0), r.output
-    assert carrier.wait() == 0, carrier.log.read_text()[-2000:]
-    rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 2 and legs(server), what="two outbound legs")
-    assert {(row["direction"], row["endpoint_kind"], row["end_reason"]) for row in rows} == {
-        ("originating", "device", "bye_caller")
-    }
-    # inbound by address: the trunk's requests come from what its name resolves to
-    provisioned(server, "trunk", "did", "add", "15550001", f"callee@{DOMAIN}")
-    uas_port = free_port()
-    register_from(server.port, uas_port, "callee", "pw-callee")
-    callee = SippBackground(server.dir, "uas_call.xml", uas_port, "-m", "1")
-    r = server.sipp("uac_call.xml", "-s", "15550001", "-p", str(trunk_port), "-m", "1", "-d", "200")
-    assert (r.successful, r.failed) == (1, 0), r.output
-    assert callee.wait() == 0, callee.log.read_text()[-2000:]
-    rows = wait_for(lambda: len(legs(server, "end_ms IS NOT NULL")) == 3 and legs(server), what="the inbound leg")
-    assert [row["endpoint_kind"] for row in rows if row["direction"] == "terminating"] == ["device"]
     assert "Traceback" not in server.log.read_text()
 
 

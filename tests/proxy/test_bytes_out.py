@@ -9,7 +9,7 @@ from sipcore.proxy.calls import CounterRecorded
 from sipcore.rating import parse_plan
 
 from .callnet import DOMAIN, T0_MS, TRUNK, Net
-from .test_calls import BOB, basic_call, two_phones
+from .test_calls import _message, basic_call, two_phones
 
 ALICE_AT, BOB_AT, TRUNK_AT = ("203.0.113.7", 40000), ("203.0.113.8", 40002), (TRUNK.host, TRUNK.port)
 
@@ -91,18 +91,8 @@ def test_a_plan_with_included_bytes_alerts_on_them() -> None:
     alice.register()
     bob.register()
     assert guard.used(1, BYTES_OUT, T0_MS) == total(net) > 0
-    hs = [
-        ("Via", alice.via()),
-        ("Max-Forwards", "70"),
-        ("From", f"<sip:alice@{DOMAIN}>;tag=m1"),
-        ("To", f"<{BOB}>"),
-        ("Call-ID", "msg1"),
-        ("CSeq", "1 MESSAGE"),
-        ("Content-Length", "0"),
-    ]
-    for _ in range(4):  # 407s to alice: about 400 bytes each
-        alice.send(Request("MESSAGE", BOB, hs))
-        assert alice.take(407)
+    for n in range(2):  # a 407 to alice and the MESSAGE to bob: about 1000 bytes each time
+        _message(alice, n)
     assert guard.used(1, BYTES_OUT, T0_MS) == total(net) > 1000
     alerts = [(a.metric, a.threshold_pct) for a in guard.pop_alerts()]
     assert alerts == [(BYTES_OUT, 50), (BYTES_OUT, 75), (BYTES_OUT, 100)]

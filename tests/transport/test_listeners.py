@@ -80,7 +80,8 @@ async def test_a_handler_bug_costs_one_message_not_the_socket() -> None:
 
 
 @pytest.mark.asyncio
-async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_connect() -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # a trunk added by name: known by its address once open
+async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_connect(host: str) -> None:
     received: list[bytes] = []
     peers: list[object] = []
 
@@ -95,7 +96,7 @@ async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_
     transports = Transports(lambda d, f: None, DEFAULT_LIMITS, on_closed=closed.append)
     await transports.start((Listener("tcp", "127.0.0.1", 0),))
     try:
-        flow = Flow("tcp", "127.0.0.1", port, 0)  # a trunk: no connection yet
+        flow = Flow("tcp", host, port, 0)  # a trunk: no connection yet
         assert transports.send(b"one;", flow) and transports.send(b"two;", flow)
         await asyncio.sleep(0.2)
         assert transports.send(b"three;", flow)
@@ -104,7 +105,7 @@ async def test_outbound_tcp_opens_one_connection_reuses_it_and_reports_a_failed_
         assert len(peers) == 1, "one connection, reused"
         server.close()
         await server.wait_closed()
-        dead = Flow("tcp", "127.0.0.1", port, 0)
+        dead = Flow("tcp", host, port, 0)
         for w in peers:
             w.close()  # type: ignore[attr-defined]
         await asyncio.sleep(0.2)

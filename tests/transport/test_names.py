@@ -79,38 +79,6 @@ def test_what_waits_for_a_name_is_bounded() -> None:
     uvloop.run(main())
 
 
-def test_tcp_to_a_host_name_opens_one_connection_and_reuses_it() -> None:
-    async def main() -> None:
-        peers: list[object] = []
-        received: list[bytes] = []
-
-        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            peers.append(writer)
-            while data := await reader.read(65536):
-                received.append(data)
-
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        transports = Transports(lambda d, f: None, DEFAULT_LIMITS)
-        await transports.start((Listener("tcp", "127.0.0.1", 0),))
-        flow = Flow("tcp", "localhost", port, 0)  # a trunk added by name
-        try:
-            assert transports.send(b"one;", flow)
-            for _ in range(50):
-                if received:
-                    break
-                await asyncio.sleep(0.02)
-            assert transports.send(b"two;", flow) and transports.send(b"three;", flow)
-            await asyncio.sleep(0.2)
-            assert b"".join(received) == b"one;two;three;"
-            assert len(peers) == 1, "one connection, reused (it was one per message)"
-        finally:
-            await transports.stop()
-            server.close()
-
-    uvloop.run(main())
-
-
 def test_a_failed_refresh_keeps_the_last_address_and_a_broken_resolver_never_sticks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
