@@ -179,7 +179,6 @@ class Server:
         self._alert_tasks: set[asyncio.Task[Any]] = set()
         self.webhooks: WebhookWorker | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self._trunk_addresses: dict[int, tuple[str, ...]] = {}  # trunk id -> what its host name resolves to
         self._trunk_hosts: dict[int, tuple[str, int]] = {}  # the names last looked up
         self._trunk_names_at = 0.0
         self._trunk_names_task: asyncio.Task[None] | None = None
@@ -362,14 +361,13 @@ class Server:
             return
         self._trunk_names_at = self.loop.time()
         self._trunk_hosts = hosts
-        if not hosts and not self._trunk_addresses:
+        if not hosts and not self.directory.trunk_addresses():
             return
         self._trunk_names_task = self.loop.create_task(self._resolve_trunk_names(hosts))
 
     async def _resolve_trunk_names(self, hosts: dict[int, tuple[str, int]]) -> None:
         try:
-            self._trunk_addresses = await resolve_hosts(hosts, self._trunk_addresses)
-            self.directory.set_trunk_addresses(self._trunk_addresses)
+            self.directory.set_trunk_addresses(await resolve_hosts(hosts, self.directory.trunk_addresses()))
         except Exception:
             log.exception("looking the trunks' host names up failed; will retry")
             return

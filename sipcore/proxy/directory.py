@@ -159,6 +159,10 @@ class Directory:
             )
         return out
 
+    def trunk_addresses(self) -> dict[int, tuple[str, ...]]:
+        """What the trunks added by host name resolved to, by trunk id (a copy)."""
+        return dict(self._trunk_addresses)
+
     def set_trunk_addresses(self, addresses: Mapping[int, tuple[str, ...]]) -> None:
         """The addresses the trunks added by host name resolve to (by trunk
         id), looked up by the edge: their requests arrive from these, so
